@@ -1,0 +1,24 @@
+# Warnings and sanitizers for our own targets only; nothing here is exported.
+function(coroute_defaults target)
+  target_compile_features(${target} PUBLIC cxx_std_20)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic)
+  # GCC 12 misreads Asio's recycling allocator for coroutine frames as a new/free mismatch.
+  if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+    target_compile_options(${target} PRIVATE -Wno-mismatched-new-delete)
+  endif()
+  if(COROUTE_SANITIZE)
+    target_compile_options(${target} PRIVATE -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+    target_link_options(${target} PRIVATE -fsanitize=address,undefined)
+  endif()
+endfunction()
+
+# One precompiled header for every target that includes Asio and Beast.
+function(coroute_pch target)
+  if(COROUTE_PCH)
+    if(TARGET coroute AND NOT target STREQUAL "coroute")
+      target_precompile_headers(${target} REUSE_FROM coroute)
+    else()
+      target_precompile_headers(${target} PRIVATE "$<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/src/pch.hpp>")
+    endif()
+  endif()
+endfunction()

@@ -1,0 +1,46 @@
+#include "app/app.hpp"
+
+#include <coroute/static_files.hpp>
+
+namespace coroute::app {
+
+struct demo_app::impl
+{
+    asio::any_io_executor ex;
+    config cfg;
+    std::shared_ptr<logger> log;
+    std::shared_ptr<const static_files> site;
+};
+
+demo_app::demo_app(asio::any_io_executor ex, const config& cfg, std::shared_ptr<logger> log)
+    : impl_(std::make_unique<impl>())
+{
+    impl_->ex = std::move(ex);
+    impl_->cfg = cfg;
+    impl_->log = std::move(log);
+    auto root = cfg.www.empty() ? default_www() : cfg.www;
+    try
+    {
+        impl_->site = std::make_shared<const static_files>(root);
+    }
+    catch (const std::exception& e)
+    {
+        throw std::runtime_error("cannot serve www directory " + root + ": " + e.what());
+    }
+}
+
+demo_app::~demo_app() = default;
+
+void demo_app::install(router& r)
+{
+    r.fallback(static_files::handler(impl_->site));
+}
+
+std::vector<std::string> demo_app::banner() const
+{
+    return {"static site: " + impl_->site->root().string()};
+}
+
+void demo_app::stop() {}
+
+} // namespace coroute::app

@@ -1,0 +1,245 @@
+#include "app/config.hpp"
+
+#include <charconv>
+#include <limits>
+#include <thread>
+#include <vector>
+
+namespace coroute::app {
+
+namespace {
+
+struct option_spec
+{
+    std::string_view name;     // without the leading "--"
+    std::string_view metavar;  // empty: a switch taking no value
+    std::string_view help;
+    std::function<std::string(const config&)> current; // the default, for --help
+    std::function<bool(config&, std::string_view)> set;
+};
+
+template <class T>
+bool parse_number(std::string_view s, T& out, T min, T max)
+{
+    T v{};
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc{} || end != s.data() + s.size() || v < min || v > max)
+        return false;
+    out = v;
+    return true;
+}
+
+option_spec ms_option(std::string_view name, std::string_view help, std::chrono::milliseconds config::*member)
+{
+    return {name, "MS", help, [member](const config& c) { return std::to_string((c.*member).count()); },
+            [member](config& c, std::string_view v) {
+                long long n = 0;
+                if (!parse_number<long long>(v, n, 0, 86'400'000))
+                    return false;
+                c.*member = std::chrono::milliseconds{n};
+                return true;
+            }};
+}
+
+option_spec server_ms_option(std::string_view name, std::string_view help,
+                             std::chrono::milliseconds server_options::*member)
+{
+    return {name, "MS", help, [member](const config& c) { return std::to_string((c.server.*member).count()); },
+            [member](config& c, std::string_view v) {
+                long long n = 1;
+                if (!parse_number<long long>(v, n, 1, 86'400'000))
+                    return false;
+                c.server.*member = std::chrono::milliseconds{n};
+                return true;
+            }};
+}
+
+template <class T>
+option_spec server_size_option(std::string_view name, std::string_view help, T server_options::*member, T min,
+                               T max)
+{
+    return {name, "N", help, [member](const config& c) { return std::to_string(c.server.*member); },
+            [member, min, max](config& c, std::string_view v) { return parse_number<T>(v, c.server.*member, min, max); }};
+}
+
+const std::vector<option_spec>& options()
+{
+    static const std::vector<option_spec> specs = {
+        {"host", "ADDR", "address to listen on", [](const config& c) { return c.host; },
+         [](config& c, std::string_view v) {
+             c.host = v;
+             return !v.empty();
+         }},
+        {"port", "PORT", "port to listen on; 0 takes a free one", [](const config& c) { return std::to_string(c.port); },
+         [](config& c, std::string_view v) { return parse_number<unsigned short>(v, c.port, 0, 65535); }},
+        {"threads", "N", "I/O threads running the io_context; 0: one per core",
+         [](const config& c) { return std::to_string(c.threads); },
+         [](config& c, std::string_view v) { return parse_number<unsigned>(v, c.threads, 0, 1024); }},
+        {"www", "DIR", "directory of the static site", [](const config& c) { return c.www.empty() ? default_www() : c.www; },
+         [](config& c, std::string_view v) {
+             c.www = v;
+             return !v.empty();
+         }},
+        {"log-level", "LEVEL", "debug, info, warn, error or off",
+         [](const config& c) {
+             constexpr std::string_view names[] = {"debug", "info", "warn", "error", "off"};
+             return std::string{names[static_cast<int>(c.level)]};
+         },
+         [](config& c, std::string_view v) { return parse_log_level(v, c.level); }},
+        {"access-log", "on|off", "one stdout line per request", [](const config& c) { return c.access_log ? "on" : "off"; },
+         [](config& c, std::string_view v) {
+             if (v != "on" && v != "off")
+                 return false;
+             c.access_log = v == "on";
+             return true;
+         }},
+        {"tls-cert", "FILE", "serve HTTPS with this PEM certificate chain (with --tls-key)",
+         [](const config& c) { return c.tls_cert; },
+         [](config& c, std::string_view v) {
+             c.tls_cert = v;
+             return true;
+         }},
+        {"tls-key", "FILE", "the PEM private key for --tls-cert", [](const config& c) { return c.tls_key; },
+         [](config& c, std::string_view v) {
+             c.tls_key = v;
+             return true;
+         }},
+        server_size_option<std::size_t>("header-limit-bytes", "request header fields, bytes (431 past it)",
+                                        &server_options::header_limit, 256, 1 << 20),
+        server_size_option<std::size_t>("target-limit-bytes", "request target, bytes (414 past it)",
+                                        &server_options::target_limit, 16, 1 << 20),
+        server_size_option<std::size_t>("max-header-fields", "header fields per request (431 past it)",
+                                        &server_options::max_header_fields, 1, 10'000),
+        server_size_option<std::uint64_t>("body-limit-bytes", "request body, bytes (413 past it)",
+                                          &server_options::body_limit, 0, std::uint64_t{1} << 40),
+        server_size_option<std::size_t>("max-connections", "open connections; more are closed at once",
+                                        &server_options::max_connections, 1, 10'000'000),
+        server_ms_option("header-timeout-ms", "time to read a request header, from its first byte (408)",
+                         &server_options::header_timeout),
+        server_ms_option("body-timeout-ms", "time to read a whole request body (408)", &server_options::body_timeout),
+        server_ms_option("idle-timeout-ms", "keep-alive wait for the next request", &server_options::idle_timeout),
+        server_ms_option("write-timeout-ms", "time to write one response", &server_options::write_timeout),
+        server_ms_option("request-timeout-ms", "deadline of a request's handler (504)",
+                         &server_options::request_timeout),
+        ms_option("shutdown-timeout-ms", "on SIGTERM, how long requests in flight may take", &config::shutdown_timeout),
+        ms_option("drain-delay-ms", "on SIGTERM, how long /readyz answers 503 before accepting stops",
+                  &config::drain_delay),
+    };
+    return specs;
+}
+
+std::string env_name(std::string_view name)
+{
+    std::string out = "COROUTE_";
+    for (char ch : name)
+        out += ch == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    return out;
+}
+
+} // namespace
+
+std::string default_www()
+{
+#ifdef COROUTE_DEFAULT_WWW
+    return COROUTE_DEFAULT_WWW;
+#else
+    return "www";
+#endif
+}
+
+parse_result parse_args(int argc, const char* const* argv, const std::function<const char*(const char*)>& getenv)
+{
+    parse_result r;
+    for (auto& o : options())
+    {
+        auto var = env_name(o.name);
+        if (const char* v = getenv ? getenv(var.c_str()) : nullptr)
+            if (!o.set(r.cfg, v))
+            {
+                r.error = "invalid value '" + std::string{v} + "' in " + var;
+                return r;
+            }
+    }
+    for (int i = 1; i < argc; ++i)
+    {
+        std::string_view arg = argv[i];
+        if (arg == "--help" || arg == "-h")
+        {
+            r.help = true;
+            continue;
+        }
+        if (arg == "--version")
+        {
+            r.version = true;
+            continue;
+        }
+        if (arg.substr(0, 2) != "--")
+        {
+            r.error = "unexpected argument '" + std::string{arg} + "' (try --help)";
+            return r;
+        }
+        arg.remove_prefix(2);
+        std::string_view value;
+        bool has_value = false;
+        if (auto eq = arg.find('='); eq != std::string_view::npos)
+        {
+            value = arg.substr(eq + 1);
+            arg = arg.substr(0, eq);
+            has_value = true;
+        }
+        const option_spec* spec = nullptr;
+        for (auto& o : options())
+            if (o.name == arg)
+                spec = &o;
+        if (!spec)
+        {
+            r.error = "unknown option --" + std::string{arg} + " (try --help)";
+            return r;
+        }
+        if (!has_value)
+        {
+            if (i + 1 >= argc)
+            {
+                r.error = "--" + std::string{arg} + " needs a value";
+                return r;
+            }
+            value = argv[++i];
+        }
+        if (!spec->set(r.cfg, value))
+        {
+            r.error = "invalid value '" + std::string{value} + "' for --" + std::string{arg};
+            return r;
+        }
+    }
+    if (r.cfg.tls_cert.empty() != r.cfg.tls_key.empty())
+        r.error = "--tls-cert and --tls-key go together";
+    return r;
+}
+
+std::string help_text()
+{
+    config defaults;
+    std::string out =
+        "usage: coroute-server [OPTION]...\n"
+        "Serves the coroute demo: async routes over a simulated database and an HTTPS API.\n\n"
+        "Every option can also be set in the environment: --db-latency-ms is COROUTE_DB_LATENCY_MS.\n"
+        "Arguments win over the environment.\n\n";
+    for (auto& o : options())
+    {
+        std::string left = "  --" + std::string{o.name};
+        if (!o.metavar.empty())
+            left += " " + std::string{o.metavar};
+        out += left;
+        out += left.size() < 34 ? std::string(34 - left.size(), ' ') : "\n" + std::string(34, ' ');
+        out += o.help;
+        auto def = o.current(defaults);
+        if (!def.empty())
+            out += " [" + def + "]";
+        out += "\n";
+    }
+    out += "  --help                          this text\n"
+           "  --version                       the version\n";
+    return out;
+}
+
+} // namespace coroute::app

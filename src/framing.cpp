@@ -1,0 +1,270 @@
+#include "framing.hpp"
+
+#include "detail.hpp"
+
+#include <vector>
+
+namespace coroute::detail {
+
+namespace {
+
+// RFC 9110 §5.6.2 tchar.
+bool is_tchar(unsigned char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+        return true;
+    switch (c)
+    {
+    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
+    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
+        return true;
+    default:
+        return false;
+    }
+}
+
+rejection bad(std::string detail)
+{
+    return {http::status::bad_request, std::move(detail)};
+}
+
+// The request line's target, or empty when the line has no second space yet.
+std::optional<std::string_view> target_of(std::string_view line)
+{
+    auto sp1 = line.find(' ');
+    if (sp1 == std::string_view::npos)
+        return std::nullopt;
+    auto rest = line.substr(sp1 + 1);
+    auto sp2 = rest.find(' ');
+    if (sp2 == std::string_view::npos)
+        return std::nullopt;
+    return rest.substr(0, sp2);
+}
+
+// Splits a comma-separated field value list (RFC 9110 §5.6.1), dropping empty elements.
+void split_list(std::string_view v, std::vector<std::string_view>& out)
+{
+    while (!v.empty())
+    {
+        auto comma = v.find(',');
+        auto item = trim(v.substr(0, comma));
+        if (!item.empty())
+            out.push_back(item);
+        if (comma == std::string_view::npos)
+            break;
+        v.remove_prefix(comma + 1);
+    }
+}
+
+} // namespace
+
+header_scan scan_header(std::string_view buf, const header_limits& limits, std::size_t& resume)
+{
+    header_scan r;
+    while (r.skip < buf.size() && (buf[r.skip] == '\r' || buf[r.skip] == '\n'))
+        ++r.skip;
+    // Leading empty lines are allowed, but not without bound.
+    if (r.skip > 64)
+    {
+        r.state = header_scan::rejected;
+        r.error = bad("too many empty lines before the request line");
+        return r;
+    }
+    auto data = buf.substr(r.skip);
+    if (resume < r.skip)
+        resume = r.skip;
+
+    // The request line: its target has its own limit (414), apart from the fields (431).
+    // 32 bytes cover any method, the two spaces and "HTTP/1.1\r\n".
+    auto line_end = data.find('\n');
+    std::size_t line_limit = limits.target_limit + 32;
+    if (line_end == std::string_view::npos)
+    {
+        auto partial_target = data.find(' ') == std::string_view::npos ? data : data.substr(data.find(' ') + 1);
+        if (partial_target.substr(0, partial_target.find(' ')).size() > limits.target_limit)
+        {
+            r.state = header_scan::rejected;
+            r.error = rejection{http::status::uri_too_long, "request target over " +
+                                                                std::to_string(limits.target_limit) + " bytes"};
+        }
+        else if (data.size() > line_limit)
+        {
+            r.state = header_scan::rejected;
+            r.error = bad("request line too long");
+        }
+        return r;
+    }
+    auto line = data.substr(0, line_end);
+    if (auto target = target_of(line); target && target->size() > limits.target_limit)
+    {
+        r.state = header_scan::rejected;
+        r.error = rejection{http::status::uri_too_long,
+                            "request target over " + std::to_string(limits.target_limit) + " bytes"};
+        return r;
+    }
+    if (line.size() > line_limit)
+    {
+        r.state = header_scan::rejected;
+        r.error = bad("request line too long");
+        return r;
+    }
+
+    // The empty line that ends the fields: "\n\r\n", or "\n\n" from a bare-LF client
+    // (which Beast then refuses with a clear 400 rather than a timeout).
+    std::size_t fields_start = r.skip + line_end + 1;
+    std::size_t i = std::max(resume, r.skip + line_end);
+    for (; i < buf.size(); ++i)
+    {
+        if (buf[i] != '\n')
+            continue;
+        if (i + 1 >= buf.size())
+            break;
+        if (buf[i + 1] == '\n')
+        {
+            r.end = i + 2;
+            break;
+        }
+        if (buf[i + 1] == '\r')
+        {
+            if (i + 2 >= buf.size())
+                break;
+            if (buf[i + 2] == '\n')
+            {
+                r.end = i + 3;
+                break;
+            }
+        }
+    }
+    if (r.end)
+    {
+        if (r.end - fields_start > limits.header_limit + 2)
+        {
+            r.state = header_scan::rejected;
+            r.error = rejection{http::status::request_header_fields_too_large,
+                                "header fields over " + std::to_string(limits.header_limit) + " bytes"};
+            return r;
+        }
+        r.state = header_scan::complete;
+        return r;
+    }
+    resume = i;
+    if (buf.size() - fields_start > limits.header_limit + 2)
+    {
+        r.state = header_scan::rejected;
+        r.error = rejection{http::status::request_header_fields_too_large,
+                            "header fields over " + std::to_string(limits.header_limit) + " bytes"};
+    }
+    return r;
+}
+
+std::optional<rejection> check_header_bytes(std::string_view header, const header_limits& limits)
+{
+    auto nl = header.find('\n');
+    if (nl == std::string_view::npos)
+        return bad("malformed request line");
+    header.remove_prefix(nl + 1);
+    std::size_t count = 0;
+    while (!header.empty())
+    {
+        nl = header.find('\n');
+        auto line = header.substr(0, nl);
+        header.remove_prefix(nl == std::string_view::npos ? header.size() : nl + 1);
+        if (!line.empty() && line.back() == '\r')
+            line.remove_suffix(1);
+        if (line.empty())
+            break; // the end of the header
+        if (line.front() == ' ' || line.front() == '\t')
+            return bad("obsolete line folding in a header field (RFC 9112 §5.2)");
+        auto colon = line.find(':');
+        if (colon == std::string_view::npos)
+            return bad("header line without a colon");
+        auto name = line.substr(0, colon);
+        if (name.empty())
+            return bad("empty header field name");
+        for (unsigned char c : name)
+        {
+            if (c == ' ' || c == '\t')
+                return bad("whitespace between a header field name and its colon (RFC 9112 §5.1)");
+            if (!is_tchar(c))
+                return bad("invalid character in header field name");
+        }
+        for (unsigned char c : line.substr(colon + 1))
+            if ((c < 0x20 && c != '\t') || c == 0x7f)
+                return bad("control character in header field " + std::string{name});
+        if (++count > limits.max_fields)
+            return rejection{http::status::request_header_fields_too_large,
+                             "more than " + std::to_string(limits.max_fields) + " header fields"};
+    }
+    return std::nullopt;
+}
+
+std::optional<rejection> check_framing(const http::request_header<>& h)
+{
+    std::size_t hosts = 0;
+    std::vector<std::string_view> codings, lengths;
+    bool has_te = false, has_cl = false;
+    for (auto& f : h)
+    {
+        std::string_view value{f.value().data(), f.value().size()};
+        switch (f.name())
+        {
+        case http::field::host:
+            ++hosts;
+            break;
+        case http::field::transfer_encoding:
+            has_te = true;
+            split_list(value, codings);
+            break;
+        case http::field::content_length:
+            has_cl = true;
+            split_list(value, lengths);
+            if (trim(value).empty())
+                lengths.push_back({});
+            break;
+        default:
+            break;
+        }
+    }
+    // RFC 9112 §3.2: exactly one Host on HTTP/1.1, at most one on HTTP/1.0.
+    if (h.version() >= 11 && hosts == 0)
+        return bad("missing Host header");
+    if (hosts > 1)
+        return bad("more than one Host header");
+
+    // RFC 9112 §6.1 and §6.3: the rules that keep a body from being read two ways.
+    if (has_te)
+    {
+        if (h.version() < 11)
+            return bad("Transfer-Encoding in an HTTP/1.0 request");
+        if (has_cl)
+            return bad("both Transfer-Encoding and Content-Length");
+        if (codings.empty() || !iequals(codings.back(), "chunked"))
+            return bad("Transfer-Encoding must end with chunked");
+        for (std::size_t i = 0; i + 1 < codings.size(); ++i)
+        {
+            if (iequals(codings[i], "chunked"))
+                return bad("chunked applied more than once");
+        }
+        if (codings.size() > 1)
+            return rejection{http::status::not_implemented,
+                             "transfer coding " + std::string{codings.front()} + " is not supported"};
+    }
+    if (has_cl)
+    {
+        if (lengths.empty())
+            return bad("empty Content-Length");
+        for (auto v : lengths)
+        {
+            if (v.empty() || v.size() > 19)
+                return bad("invalid Content-Length");
+            for (char c : v)
+                if (c < '0' || c > '9')
+                    return bad("invalid Content-Length");
+            if (v != lengths.front())
+                return bad("conflicting Content-Length values");
+        }
+    }
+    return std::nullopt;
+}
+
+} // namespace coroute::detail

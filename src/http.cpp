@@ -1,0 +1,113 @@
+#include <coroute/http.hpp>
+#include <coroute/problem.hpp>
+
+#include <boost/json/serialize.hpp>
+
+namespace coroute {
+
+response make_response(http::status status, std::string_view content_type, std::string body)
+{
+    response res{status, 11};
+    res.set(http::field::content_type, content_type);
+    res.body() = std::move(body);
+    res.prepare_payload();
+    return res;
+}
+
+response problem(http::status status, std::string_view detail, boost::json::object extra)
+{
+    boost::json::object body;
+    body["type"] = "about:blank";
+    auto title = http::obsolete_reason(status);
+    body["title"] = boost::json::string_view{title.data(), title.size()};
+    body["status"] = static_cast<unsigned>(status);
+    body["detail"] = detail;
+    for (auto& kv : extra)
+        body[kv.key()] = std::move(kv.value());
+    return make_response(status, "application/problem+json", boost::json::serialize(body));
+}
+
+response json_response(http::status status, const boost::json::value& value)
+{
+    return make_response(status, "application/json", boost::json::serialize(value));
+}
+
+} // namespace coroute
+
+#include "detail.hpp"
+
+#include <ctime>
+
+namespace coroute::detail {
+
+std::string format_http_date(std::chrono::system_clock::time_point t)
+{
+    auto secs = std::chrono::system_clock::to_time_t(t);
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    static constexpr const char* days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static constexpr const char* months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                             "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday], tm.tm_mday,
+                  months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    return buf;
+}
+
+std::optional<std::chrono::system_clock::time_point> parse_http_date(std::string_view text)
+{
+    static constexpr std::string_view months = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    // "Sun, 06 Nov 1994 08:49:37 GMT" is exactly 29 characters.
+    if (text.size() != 29 || text.substr(3, 2) != ", " || text.substr(25) != " GMT")
+        return std::nullopt;
+    auto num = [&](std::size_t pos, std::size_t len) -> int {
+        int v = 0;
+        for (std::size_t i = pos; i < pos + len; ++i)
+        {
+            if (text[i] < '0' || text[i] > '9')
+                return -1;
+            v = v * 10 + (text[i] - '0');
+        }
+        return v;
+    };
+    auto mon = months.find(text.substr(8, 3));
+    std::tm tm{};
+    tm.tm_mday = num(5, 2);
+    tm.tm_year = num(12, 4) - 1900;
+    tm.tm_hour = num(17, 2);
+    tm.tm_min = num(20, 2);
+    tm.tm_sec = num(23, 2);
+    if (mon == std::string_view::npos || mon % 3 != 0 || tm.tm_mday < 1 || tm.tm_year < 0 || tm.tm_hour < 0 ||
+        tm.tm_min < 0 || tm.tm_sec < 0 || text[11] != ' ' || text[16] != ' ' || text[19] != ':' || text[22] != ':')
+        return std::nullopt;
+    tm.tm_mon = static_cast<int>(mon / 3);
+    return std::chrono::system_clock::from_time_t(timegm(&tm));
+}
+
+bool iequals(std::string_view a, std::string_view b) noexcept
+{
+    if (a.size() != b.size())
+        return false;
+    for (std::size_t i = 0; i < a.size(); ++i)
+    {
+        char x = a[i], y = b[i];
+        if (x >= 'A' && x <= 'Z')
+            x = static_cast<char>(x - 'A' + 'a');
+        if (y >= 'A' && y <= 'Z')
+            y = static_cast<char>(y - 'A' + 'a');
+        if (x != y)
+            return false;
+    }
+    return true;
+}
+
+std::string_view trim(std::string_view s) noexcept
+{
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+        s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
+        s.remove_suffix(1);
+    return s;
+}
+
+} // namespace coroute::detail

@@ -1,0 +1,147 @@
+// coroute-server: parses options, owns the thread pool and the signals, wires the demo app.
+
+#include "app/app.hpp"
+#include "app/config.hpp"
+
+#include <coroute/server.hpp>
+#include <coroute/version.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <sys/resource.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <thread>
+
+using namespace coroute;
+
+namespace {
+
+// Many idle keep-alive connections need many descriptors: take what the hard limit allows.
+void raise_fd_limit()
+{
+    rlimit rl{};
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max)
+    {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+std::shared_ptr<asio::ssl::context> server_tls(const app::config& cfg)
+{
+    auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
+    ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                     asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+    ctx->use_certificate_chain_file(cfg.tls_cert);
+    ctx->use_private_key_file(cfg.tls_key, asio::ssl::context::pem);
+    return ctx;
+}
+
+asio::awaitable<void> stop_gracefully(server& srv, app::demo_app& demo, const app::config& cfg, logger& log,
+                                      asio::io_context& ioc)
+{
+    log.info("shutting down: draining");
+    srv.drain();
+    if (cfg.drain_delay.count() > 0)
+    {
+        asio::steady_timer t{co_await asio::this_coro::executor, cfg.drain_delay};
+        co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+    co_await srv.shutdown(cfg.shutdown_timeout);
+    demo.stop();
+    log.info("stopped");
+    ioc.stop();
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    auto parsed = app::parse_args(argc, argv, [](const char* name) { return std::getenv(name); });
+    if (!parsed.error.empty())
+    {
+        std::fprintf(stderr, "coroute-server: %s\n", parsed.error.c_str());
+        return 2;
+    }
+    if (parsed.help)
+    {
+        std::fputs(app::help_text().c_str(), stdout);
+        return 0;
+    }
+    if (parsed.version)
+    {
+        std::printf("coroute-server %.*s\n", static_cast<int>(version.size()), version.data());
+        return 0;
+    }
+    auto& cfg = parsed.cfg;
+    raise_fd_limit();
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);
+
+    unsigned threads = cfg.threads ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
+    asio::io_context ioc{static_cast<int>(threads)};
+    auto log = std::make_shared<logger>(cfg.level, cfg.access_log);
+
+    try
+    {
+        auto routes = std::make_shared<router>();
+        app::demo_app demo{ioc.get_executor(), cfg, log};
+
+        server_options opts = cfg.server;
+        opts.log = log;
+        if (!cfg.tls_cert.empty())
+            opts.tls = server_tls(cfg);
+        server srv{ioc.get_executor(), routes, opts};
+        add_health_routes(*routes, srv);
+        demo.install(*routes);
+
+        auto ep = srv.listen({asio::ip::make_address(cfg.host), cfg.port});
+        srv.start();
+        auto host = ep.address().is_v6() ? "[" + ep.address().to_string() + "]" : ep.address().to_string();
+        std::printf("coroute listening on %.*s://%s:%u\n", static_cast<int>(srv.scheme().size()), srv.scheme().data(),
+                    host.c_str(), ep.port());
+        for (auto& line : demo.banner())
+            std::printf("%s\n", line.c_str());
+        std::fflush(stdout);
+        log->info("coroute " + std::string{version} + " with " + std::to_string(threads) + " thread(s)");
+
+        // First signal: graceful stop. A second one: stop now.
+        asio::signal_set signals{ioc, SIGINT, SIGTERM};
+        bool stopping = false;
+        std::function<void(boost::system::error_code, int)> on_signal = [&](boost::system::error_code ec, int) {
+            if (ec)
+                return;
+            if (stopping)
+            {
+                log->warn("second signal: stopping now");
+                ioc.stop();
+                return;
+            }
+            stopping = true;
+            asio::co_spawn(ioc, stop_gracefully(srv, demo, cfg, *log, ioc), asio::detached);
+            signals.async_wait(on_signal);
+        };
+        signals.async_wait(on_signal);
+
+        std::vector<std::thread> pool;
+        for (unsigned i = 1; i < threads; ++i)
+            pool.emplace_back([&ioc] { ioc.run(); });
+        ioc.run();
+        for (auto& t : pool)
+            t.join();
+    }
+    catch (const std::exception& e)
+    {
+        std::fprintf(stderr, "coroute-server: %s\n", e.what());
+        return 1;
+    }
+    return 0;
+}

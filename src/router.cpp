@@ -1,0 +1,379 @@
+#include <coroute/router.hpp>
+
+#include <coroute/log.hpp>
+#include <coroute/problem.hpp>
+
+#include <boost/url/parse.hpp>
+
+#include <algorithm>
+#include <map>
+#include <stdexcept>
+
+namespace coroute {
+
+namespace {
+
+// The order methods appear in an Allow header.
+constexpr http::verb method_order[] = {http::verb::get,   http::verb::head,    http::verb::post,
+                                       http::verb::put,   http::verb::patch,   http::verb::delete_,
+                                       http::verb::options};
+
+struct node
+{
+    std::map<std::string, std::unique_ptr<node>, std::less<>> statics;
+    std::unique_ptr<node> param;
+    std::string param_name;
+    std::vector<std::pair<http::verb, handler>> handlers;
+
+    const handler* find(http::verb v) const
+    {
+        for (auto& [verb, h] : handlers)
+            if (verb == v)
+                return &h;
+        return nullptr;
+    }
+};
+
+struct match
+{
+    const node* n;
+    request::param_list params;
+};
+
+// "/" → {}, "/a/b" → {"a","b"}, "/a/" → {"a",""}: the same shape Boost.URL gives a request path.
+std::vector<std::string> split_template(std::string_view path)
+{
+    if (path.empty() || path.front() != '/')
+        throw std::invalid_argument("route path must start with '/': " + std::string{path});
+    path.remove_prefix(1);
+    std::vector<std::string> out;
+    if (path.empty())
+        return out;
+    for (;;)
+    {
+        auto slash = path.find('/');
+        out.emplace_back(path.substr(0, slash));
+        if (slash == std::string_view::npos)
+            break;
+        path.remove_prefix(slash + 1);
+    }
+    return out;
+}
+
+void collect(const node& n, const std::vector<std::string>& segs, std::size_t i, request::param_list& params,
+             std::vector<match>& out)
+{
+    if (i == segs.size())
+    {
+        if (!n.handlers.empty())
+            out.push_back({&n, params});
+        return;
+    }
+    // Static first, so a static segment beats a parameter at the same position.
+    if (auto it = n.statics.find(segs[i]); it != n.statics.end())
+        collect(*it->second, segs, i + 1, params, out);
+    if (n.param && !segs[i].empty())
+    {
+        params.emplace_back(n.param_name, segs[i]);
+        collect(*n.param, segs, i + 1, params, out);
+        params.pop_back();
+    }
+}
+
+std::vector<http::verb> allowed_of(const std::vector<match>& matches)
+{
+    std::vector<http::verb> out;
+    auto has = [&](http::verb v) {
+        return std::any_of(matches.begin(), matches.end(), [&](const match& m) { return m.n->find(v) != nullptr; });
+    };
+    for (auto v : method_order)
+    {
+        bool yes = has(v) || (v == http::verb::head && has(http::verb::get)) || v == http::verb::options;
+        if (yes)
+            out.push_back(v);
+    }
+    for (auto& m : matches)
+        for (auto& [v, h] : m.n->handlers)
+            if (std::find(out.begin(), out.end(), v) == out.end())
+                out.push_back(v);
+    return out;
+}
+
+// Fills the request's decoded path and query from its target; false when it is not a valid target.
+bool parse_target(request& req, std::vector<std::string>& segs)
+{
+    auto target = req.target();
+    auto parsed = boost::urls::parse_uri_reference(boost::core::string_view{target.data(), target.size()});
+    if (!parsed)
+        return false;
+    auto& u = *parsed;
+    if (!u.is_path_absolute())
+        return false;
+    std::string path;
+    for (auto seg : u.segments())
+    {
+        path += '/';
+        path += seg;
+        segs.push_back(std::string(seg));
+    }
+    if (path.empty())
+        path = "/";
+    req.set_path(std::move(path));
+    auto& q = req.mutable_query();
+    q.clear();
+    for (auto p : u.params())
+        q.emplace_back(std::string(p.key), p.has_value ? std::string(p.value) : std::string{});
+    return true;
+}
+
+asio::awaitable<response> no_route(request& req)
+{
+    co_return problem(http::status::not_found, "no route for " + req.path());
+}
+
+} // namespace
+
+struct router::impl
+{
+    node root;
+    std::vector<before_hook> befores;
+    std::vector<after_hook> afters;
+    std::vector<teardown_hook> teardowns;
+    handler fallback = &no_route;
+
+    std::vector<match> find(const std::vector<std::string>& segs) const
+    {
+        std::vector<match> out;
+        request::param_list params;
+        collect(root, segs, 0, params, out);
+        return out;
+    }
+
+    asio::awaitable<response> route(request& req) const
+    {
+        for (auto& h : befores)
+        {
+            auto early = co_await h(req);
+            if (early)
+                co_return std::move(*early);
+        }
+
+        std::vector<std::string> segs;
+        if (req.target() == "*" && req.method() == http::verb::options)
+        {
+            auto res = make_response(http::status::no_content, "text/plain", {});
+            res.set(http::field::allow, allow_header({method_order, method_order + std::size(method_order)}));
+            co_return res;
+        }
+        if (!parse_target(req, segs))
+            co_return problem(http::status::bad_request, "malformed request target");
+
+        auto matches = find(segs);
+        auto method = req.method();
+        for (auto& m : matches)
+        {
+            const handler* h = m.n->find(method);
+            if (!h && method == http::verb::head)
+                h = m.n->find(http::verb::get);
+            if (h)
+            {
+                req.mutable_params() = std::move(m.params);
+                co_return co_await (*h)(req);
+            }
+        }
+        if (matches.empty())
+            co_return co_await fallback(req);
+
+        auto allow = allow_header(allowed_of(matches));
+        if (method == http::verb::options)
+        {
+            auto res = make_response(http::status::no_content, "text/plain", {});
+            res.set(http::field::allow, allow);
+            co_return res;
+        }
+        auto res = problem(http::status::method_not_allowed,
+                           std::string{http::to_string(method)} + " is not allowed on " + req.path());
+        res.set(http::field::allow, allow);
+        co_return res;
+    }
+};
+
+router::router() : impl_(std::make_unique<impl>()) {}
+router::~router() = default;
+router::router(router&&) noexcept = default;
+router& router::operator=(router&&) noexcept = default;
+
+bool router::selected(std::initializer_list<http::verb> only, http::verb v)
+{
+    return only.size() == 0 || std::find(only.begin(), only.end(), v) != only.end();
+}
+
+router& router::route(http::verb method, std::string_view path, handler h)
+{
+    if (!h)
+        throw std::invalid_argument("empty handler for " + std::string{path});
+    node* n = &impl_->root;
+    for (auto& seg : split_template(path))
+    {
+        if (seg.size() >= 2 && seg.front() == '{' && seg.back() == '}')
+        {
+            auto name = seg.substr(1, seg.size() - 2);
+            if (name.empty() || name.find_first_of("{}/") != std::string::npos)
+                throw std::invalid_argument("bad parameter in route " + std::string{path});
+            if (!n->param)
+            {
+                n->param = std::make_unique<node>();
+                n->param_name = name;
+            }
+            else if (n->param_name != name)
+                throw std::invalid_argument("parameter {" + name + "} conflicts with {" + n->param_name +
+                                            "} in route " + std::string{path});
+            n = n->param.get();
+        }
+        else
+        {
+            if (seg.find_first_of("{}") != std::string::npos)
+                throw std::invalid_argument("bad segment in route " + std::string{path});
+            auto& child = n->statics[seg];
+            if (!child)
+                child = std::make_unique<node>();
+            n = child.get();
+        }
+    }
+    if (n->find(method))
+        throw std::invalid_argument("duplicate route " + std::string{http::to_string(method)} + " " +
+                                    std::string{path});
+    n->handlers.emplace_back(method, std::move(h));
+    return *this;
+}
+
+router& router::before(before_hook h)
+{
+    impl_->befores.push_back(std::move(h));
+    return *this;
+}
+
+router& router::after(after_hook h)
+{
+    impl_->afters.push_back(std::move(h));
+    return *this;
+}
+
+router& router::teardown(teardown_hook h)
+{
+    impl_->teardowns.push_back(std::move(h));
+    return *this;
+}
+
+router& router::fallback(handler h)
+{
+    impl_->fallback = h ? std::move(h) : handler{&no_route};
+    return *this;
+}
+
+std::vector<http::verb> router::allowed(std::string_view path) const
+{
+    std::vector<std::string> segs;
+    auto parsed = boost::urls::parse_origin_form(boost::core::string_view{path.data(), path.size()});
+    if (!parsed)
+        return {};
+    for (auto seg : parsed->segments())
+        segs.push_back(std::string(seg));
+    auto matches = impl_->find(segs);
+    if (matches.empty())
+        return {};
+    return allowed_of(matches);
+}
+
+namespace {
+
+void log_exception(const request& req, std::string_view where, std::exception_ptr e)
+{
+    if (!req.log())
+        return;
+    std::string what = "unknown exception";
+    try
+    {
+        std::rethrow_exception(e);
+    }
+    catch (const std::exception& ex)
+    {
+        what = ex.what();
+    }
+    catch (...)
+    {
+    }
+    req.log()->error("request " + req.id() + " " + std::string{where} + " threw: " + what);
+}
+
+response internal_error()
+{
+    return problem(http::status::internal_server_error, "the server failed to answer this request");
+}
+
+} // namespace
+
+asio::awaitable<response> router::dispatch(request& req) const
+{
+    std::exception_ptr error;
+    std::optional<response> res;
+    try
+    {
+        res.emplace(co_await impl_->route(req));
+    }
+    catch (...)
+    {
+        error = std::current_exception();
+    }
+    if (error)
+    {
+        log_exception(req, "handler", error);
+        res.emplace(internal_error());
+    }
+
+    for (auto it = impl_->afters.rbegin(); it != impl_->afters.rend(); ++it)
+    {
+        std::exception_ptr hook_error;
+        try
+        {
+            co_await (*it)(req, *res);
+        }
+        catch (...)
+        {
+            hook_error = std::current_exception();
+        }
+        if (hook_error)
+        {
+            log_exception(req, "after-request hook", hook_error);
+            error = hook_error;
+            res.emplace(internal_error());
+        }
+    }
+
+    for (auto it = impl_->teardowns.rbegin(); it != impl_->teardowns.rend(); ++it)
+    {
+        try
+        {
+            (*it)(req, error);
+        }
+        catch (...)
+        {
+            log_exception(req, "teardown hook", std::current_exception());
+        }
+    }
+    co_return std::move(*res);
+}
+
+std::string allow_header(const std::vector<http::verb>& methods)
+{
+    std::string out;
+    for (auto v : methods)
+    {
+        if (!out.empty())
+            out += ", ";
+        out += http::to_string(v);
+    }
+    return out;
+}
+
+} // namespace coroute

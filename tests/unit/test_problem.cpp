@@ -1,0 +1,38 @@
+#include <coroute/problem.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <boost/json/parse.hpp>
+
+using namespace coroute;
+
+TEST_CASE("problem: a 404 is RFC 9457 problem JSON with title and detail", "[problem]")
+{
+    auto res = problem(http::status::not_found, "no item 42");
+    CHECK(res.result() == http::status::not_found);
+    CHECK(res[http::field::content_type] == "application/problem+json");
+    auto body = boost::json::parse(res.body()).as_object();
+    CHECK(body.at("type") == "about:blank");
+    CHECK(body.at("title") == "Not Found");
+    CHECK(body.at("status") == 404);
+    CHECK(body.at("detail") == "no item 42");
+    CHECK(res[http::field::content_length] == std::to_string(res.body().size()));
+}
+
+TEST_CASE("problem: extra members are added beside the standard ones", "[problem]")
+{
+    boost::json::object extra;
+    extra["errors"] = boost::json::array{"name is required"};
+    auto res = problem(http::status::unprocessable_entity, "invalid item", extra);
+    auto body = boost::json::parse(res.body()).as_object();
+    CHECK(body.at("status") == 422);
+    CHECK(body.at("errors").as_array().at(0) == "name is required");
+}
+
+TEST_CASE("problem: json_response serializes the value with application/json", "[problem]")
+{
+    auto res = json_response(http::status::created, {{"id", 7}});
+    CHECK(res.result() == http::status::created);
+    CHECK(res[http::field::content_type] == "application/json");
+    CHECK(res.body() == R"({"id":7})");
+}
