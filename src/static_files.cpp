@@ -99,7 +99,10 @@ bool parse_range(std::string_view h, std::uintmax_t size, std::uintmax_t& first,
         if (!parse(b, n))
             return false;
         if (n == 0 || size == 0)
-            return unsatisfiable = true;
+        {
+            unsatisfiable = true;
+            return false;
+        }
         first = n >= size ? 0 : size - n;
         last = size - 1;
         return true;
@@ -111,7 +114,10 @@ bool parse_range(std::string_view h, std::uintmax_t size, std::uintmax_t& first,
     else if (!parse(b, last) || last < first)
         return false;
     if (first >= size)
-        return unsatisfiable = true;
+    {
+        unsatisfiable = true;
+        return false;
+    }
     if (last >= size)
         last = size - 1;
     return true;

@@ -1,5 +1,7 @@
 #include "app/app.hpp"
 
+#include "app/db_routes.hpp"
+
 #include <coroute/static_files.hpp>
 
 namespace coroute::app {
@@ -10,6 +12,7 @@ struct demo_app::impl
     config cfg;
     std::shared_ptr<logger> log;
     std::shared_ptr<const static_files> site;
+    std::shared_ptr<database> db;
 };
 
 demo_app::demo_app(asio::any_io_executor ex, const config& cfg, std::shared_ptr<logger> log)
@@ -18,6 +21,7 @@ demo_app::demo_app(asio::any_io_executor ex, const config& cfg, std::shared_ptr<
     impl_->ex = std::move(ex);
     impl_->cfg = cfg;
     impl_->log = std::move(log);
+    impl_->db = std::make_shared<database>(cfg.db);
     auto root = cfg.www.empty() ? default_www() : cfg.www;
     try
     {
@@ -33,12 +37,17 @@ demo_app::~demo_app() = default;
 
 void demo_app::install(router& r)
 {
+    add_db_routes(r, impl_->db);
     r.fallback(static_files::handler(impl_->site));
 }
 
 std::vector<std::string> demo_app::banner() const
 {
-    return {"static site: " + impl_->site->root().string()};
+    auto& db = impl_->cfg.db;
+    return {"static site: " + impl_->site->root().string(),
+            "database: simulated, " + std::to_string(db.latency.count()) + " ms per query" +
+                (db.jitter.count() ? " + up to " + std::to_string(db.jitter.count()) + " ms jitter" : "") +
+                (db.pool ? ", pool of " + std::to_string(db.pool) : ", no pool bound")};
 }
 
 void demo_app::stop() {}

@@ -121,6 +121,41 @@ const std::vector<option_spec>& options()
         server_ms_option("write-timeout-ms", "time to write one response", &server_options::write_timeout),
         server_ms_option("request-timeout-ms", "deadline of a request's handler (504)",
                          &server_options::request_timeout),
+        {"db-latency-ms", "MS", "simulated database: the latency of every query",
+         [](const config& c) { return std::to_string(c.db.latency.count()); },
+         [](config& c, std::string_view v) {
+             long long n = 0;
+             if (!parse_number<long long>(v, n, 0, 60'000))
+                 return false;
+             c.db.latency = std::chrono::milliseconds{n};
+             return true;
+         }},
+        {"db-jitter-ms", "MS", "simulated database: up to this much random extra latency",
+         [](const config& c) { return std::to_string(c.db.jitter.count()); },
+         [](config& c, std::string_view v) {
+             long long n = 0;
+             if (!parse_number<long long>(v, n, 0, 60'000))
+                 return false;
+             c.db.jitter = std::chrono::milliseconds{n};
+             return true;
+         }},
+        {"db-pool", "N", "simulated database: queries in flight at once, the rest wait; 0: unlimited",
+         [](const config& c) { return std::to_string(c.db.pool); },
+         [](config& c, std::string_view v) { return parse_number<std::size_t>(v, c.db.pool, 0, 1'000'000); }},
+        {"db-fail-rate", "P", "simulated database: share of queries that fail (0 to 1), answered 503",
+         [](const config& c) {
+             char buf[32];
+             std::snprintf(buf, sizeof buf, "%g", c.db.fail_rate);
+             return std::string{buf};
+         },
+         [](config& c, std::string_view v) {
+             double p = 0;
+             auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), p);
+             if (ec != std::errc{} || end != v.data() + v.size() || !(p >= 0 && p <= 1))
+                 return false;
+             c.db.fail_rate = p;
+             return true;
+         }},
         ms_option("shutdown-timeout-ms", "on SIGTERM, how long requests in flight may take", &config::shutdown_timeout),
         ms_option("drain-delay-ms", "on SIGTERM, how long /readyz answers 503 before accepting stops",
                   &config::drain_delay),

@@ -1,6 +1,8 @@
 #pragma once
 // The server binary's options: every flag, its environment variable, its default.
 
+#include "app/database.hpp"
+
 #include <coroute/log.hpp>
 #include <coroute/server.hpp>
 
@@ -24,7 +26,7 @@ struct config
     std::chrono::milliseconds drain_delay{0};
     server_options server;
 
-    // database (issue 3)
+    db_options db;
     // external (issue 4)
 };
 

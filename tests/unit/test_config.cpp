@@ -1,0 +1,69 @@
+#include "app/config.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <map>
+
+using namespace coroute;
+using namespace coroute::app;
+
+namespace {
+
+parse_result parse(std::vector<const char*> args, std::map<std::string, std::string> env = {})
+{
+    args.insert(args.begin(), "coroute-server");
+    return parse_args(static_cast<int>(args.size()), args.data(), [&](const char* name) -> const char* {
+        auto it = env.find(name);
+        return it == env.end() ? nullptr : it->second.c_str();
+    });
+}
+
+} // namespace
+
+TEST_CASE("config: defaults are close to nginx's", "[config]")
+{
+    auto r = parse({});
+    REQUIRE(r.error.empty());
+    CHECK(r.cfg.port == 8080);
+    CHECK(r.cfg.server.header_limit == 8192);
+    CHECK(r.cfg.server.body_limit == 1024 * 1024);
+    CHECK(r.cfg.server.idle_timeout == std::chrono::seconds(30));
+    CHECK(r.cfg.db.latency == std::chrono::milliseconds(100));
+}
+
+TEST_CASE("config: flags take values separately or after =", "[config]")
+{
+    auto r = parse({"--port", "0", "--db-latency-ms=250", "--body-limit-bytes", "10", "--db-fail-rate", "0.5"});
+    REQUIRE(r.error.empty());
+    CHECK(r.cfg.port == 0);
+    CHECK(r.cfg.db.latency == std::chrono::milliseconds(250));
+    CHECK(r.cfg.server.body_limit == 10);
+    CHECK(r.cfg.db.fail_rate == 0.5);
+}
+
+TEST_CASE("config: the environment is read and arguments win over it", "[config]")
+{
+    auto r = parse({"--port", "9000"}, {{"COROUTE_PORT", "7000"}, {"COROUTE_DB_POOL", "4"}});
+    REQUIRE(r.error.empty());
+    CHECK(r.cfg.port == 9000);
+    CHECK(r.cfg.db.pool == 4);
+}
+
+TEST_CASE("config: bad values and unknown flags are errors that name them", "[config]")
+{
+    CHECK(parse({"--port", "70000"}).error.find("--port") != std::string::npos);
+    CHECK(parse({"--nope"}).error.find("--nope") != std::string::npos);
+    CHECK(parse({"--db-fail-rate", "2"}).error.find("--db-fail-rate") != std::string::npos);
+    CHECK(parse({"--port"}).error.find("needs a value") != std::string::npos);
+    CHECK(parse({}, {{"COROUTE_THREADS", "x"}}).error.find("COROUTE_THREADS") != std::string::npos);
+    CHECK_FALSE(parse({"--tls-cert", "a.pem"}).error.empty());
+}
+
+TEST_CASE("config: --help lists every flag with its default", "[config]")
+{
+    auto text = help_text();
+    for (auto flag : {"--port", "--threads", "--header-limit-bytes", "--request-timeout-ms", "--db-latency-ms",
+                      "--db-pool", "--shutdown-timeout-ms", "--access-log"})
+        CHECK(text.find(flag) != std::string::npos);
+    CHECK(text.find("[8080]") != std::string::npos);
+}
