@@ -3,7 +3,75 @@
 
 #include <boost/json/serialize.hpp>
 
+#include <cmath>
+
+#include <charconv>
+
 namespace coroute {
+
+namespace {
+
+// Boost.JSON 1.81 prints doubles in exponent form (50.2 as 5.02E1); people read
+// these bodies, so doubles are written in the shortest plain form that round-trips.
+void write_json(const boost::json::value& v, std::string& out)
+{
+    switch (v.kind())
+    {
+    case boost::json::kind::double_:
+    {
+        char buf[64];
+        auto d = v.get_double();
+        auto [end, ec] = std::to_chars(buf, buf + sizeof buf, d);
+        if (ec != std::errc{} || !std::isfinite(d))
+            out += "null";
+        else
+            out.append(buf, end);
+        return;
+    }
+    case boost::json::kind::object:
+    {
+        out += '{';
+        bool first = true;
+        for (auto& kv : v.get_object())
+        {
+            if (!first)
+                out += ',';
+            first = false;
+            out += boost::json::serialize(boost::json::string_view{kv.key()});
+            out += ':';
+            write_json(kv.value(), out);
+        }
+        out += '}';
+        return;
+    }
+    case boost::json::kind::array:
+    {
+        out += '[';
+        bool first = true;
+        for (auto& e : v.get_array())
+        {
+            if (!first)
+                out += ',';
+            first = false;
+            write_json(e, out);
+        }
+        out += ']';
+        return;
+    }
+    default:
+        out += boost::json::serialize(v);
+        return;
+    }
+}
+
+} // namespace
+
+std::string to_json_text(const boost::json::value& v)
+{
+    std::string out;
+    write_json(v, out);
+    return out;
+}
 
 response make_response(http::status status, std::string_view content_type, std::string body)
 {
@@ -24,12 +92,12 @@ response problem(http::status status, std::string_view detail, boost::json::obje
     body["detail"] = detail;
     for (auto& kv : extra)
         body[kv.key()] = std::move(kv.value());
-    return make_response(status, "application/problem+json", boost::json::serialize(body));
+    return make_response(status, "application/problem+json", to_json_text(body));
 }
 
 response json_response(http::status status, const boost::json::value& value)
 {
-    return make_response(status, "application/json", boost::json::serialize(value));
+    return make_response(status, "application/json", to_json_text(value));
 }
 
 } // namespace coroute

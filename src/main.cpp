@@ -7,7 +7,6 @@
 #include <coroute/version.hpp>
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/ssl/context.hpp>
@@ -103,6 +102,10 @@ int main(int argc, char** argv)
         add_health_routes(*routes, srv);
         demo.install(*routes);
 
+        // Signals are caught from before the listening line, so a script that signals as
+        // soon as it reads that line still gets a graceful stop.
+        asio::signal_set signals{ioc, SIGINT, SIGTERM};
+
         auto ep = srv.listen({asio::ip::make_address(cfg.host), cfg.port});
         srv.start();
         auto host = ep.address().is_v6() ? "[" + ep.address().to_string() + "]" : ep.address().to_string();
@@ -114,7 +117,6 @@ int main(int argc, char** argv)
         log->info("coroute " + std::string{version} + " with " + std::to_string(threads) + " thread(s)");
 
         // First signal: graceful stop. A second one: stop now.
-        asio::signal_set signals{ioc, SIGINT, SIGTERM};
         bool stopping = false;
         std::function<void(boost::system::error_code, int)> on_signal = [&](boost::system::error_code ec, int) {
             if (ec)
@@ -126,7 +128,13 @@ int main(int argc, char** argv)
                 return;
             }
             stopping = true;
-            asio::co_spawn(ioc, stop_gracefully(srv, demo, cfg, *log, ioc), asio::detached);
+            // The references stay valid: everything they name outlives ioc.run().
+            asio::co_spawn(ioc, stop_gracefully(srv, demo, cfg, *log, ioc), [&](std::exception_ptr e) {
+                if (!e)
+                    return;
+                log->error("graceful stop failed; stopping now");
+                ioc.stop();
+            });
             signals.async_wait(on_signal);
         };
         signals.async_wait(on_signal);

@@ -323,7 +323,8 @@ private:
                 if (timed_out_ && buffered().size() > scan.skip && !srv_->stopping.load())
                 {
                     timed_out_ = false;
-                    co_await reject({http::status::request_timeout, "the request header took too long"});
+                    detail::rejection r{http::status::request_timeout, "the request header took too long"};
+                    co_await reject(std::move(r));
                 }
                 co_return false;
             }
@@ -356,23 +357,29 @@ private:
         auto used = parser.put(asio::buffer(header_bytes.data(), header_bytes.size()), ec);
         if (ec || !parser.is_header_done())
         {
-            co_await reject({http::status::bad_request,
-                             "malformed request: " + (ec ? ec.message() : std::string{"incomplete header"})});
+            detail::rejection r{http::status::bad_request,
+                                "malformed request: " + (ec ? ec.message() : std::string{"incomplete header"})};
+            co_await reject(std::move(r));
             co_return false;
         }
         buffer_.consume(used);
 
         auto& head = parser.get();
+        // From here on the header is parsed: even a rejection echoes the client's id.
+        std::string id{head["X-Request-Id"]};
+        if (!sane_request_id(id))
+            id = srv_->next_id();
         if (auto r = detail::check_framing(head))
         {
-            co_await reject(*r);
+            co_await reject(*r, id);
             co_return false;
         }
         if (auto len = parser.content_length(); len && *len > srv_->opts.body_limit)
         {
-            co_await reject({http::status::payload_too_large,
-                             "body of " + std::to_string(*len) + " bytes is over the limit of " +
-                                 std::to_string(srv_->opts.body_limit)});
+            detail::rejection r{http::status::payload_too_large,
+                                "body of " + std::to_string(*len) + " bytes is over the limit of " +
+                                    std::to_string(srv_->opts.body_limit)};
+            co_await reject(std::move(r), id);
             co_return false;
         }
 
@@ -381,7 +388,8 @@ private:
         {
             if (!detail::iequals(detail::trim({expect.data(), expect.size()}), "100-continue"))
             {
-                co_await reject({http::status::expectation_failed, "only 100-continue is supported"});
+                detail::rejection r{http::status::expectation_failed, "only 100-continue is supported"};
+                co_await reject(std::move(r), id);
                 co_return false;
             }
             if (has_body && head.version() >= 11)
@@ -408,25 +416,28 @@ private:
             io_deadline_ = never;
             if (rec)
             {
+                std::optional<detail::rejection> r;
                 if (timed_out_)
                 {
                     timed_out_ = false;
-                    co_await reject({http::status::request_timeout, "the request body took too long"});
+                    r.emplace(http::status::request_timeout, "the request body took too long");
                 }
                 else if (rec == http::error::body_limit)
-                    co_await reject({http::status::payload_too_large,
-                                     "body over the limit of " + std::to_string(srv_->opts.body_limit) + " bytes"});
+                    r.emplace(http::status::payload_too_large,
+                              "body over the limit of " + std::to_string(srv_->opts.body_limit) + " bytes");
                 else if (rec.category() == http::make_error_code(http::error::bad_chunk).category() &&
                          rec != http::error::end_of_stream && rec != http::error::partial_message)
-                    co_await reject({http::status::bad_request, "malformed body: " + rec.message()});
+                    r.emplace(http::status::bad_request, "malformed body: " + rec.message());
+                if (r)
+                {
+                    auto answer = std::move(*r);
+                    co_await reject(std::move(answer), id);
+                }
                 co_return false;
             }
         }
 
         srv_->requests.fetch_add(1);
-        std::string id{head["X-Request-Id"]};
-        if (!sane_request_id(id))
-            id = srv_->next_id();
         request req{parser.release(), std::move(id), started_at + srv_->opts.request_timeout, srv_->log.get(),
                     remote_};
 
@@ -488,10 +499,14 @@ private:
     }
 
     // Answers a request that never reaches the router; the caller then closes.
-    asio::awaitable<void> reject(detail::rejection r)
+    // GCC 12 destroys a braced temporary passed to a coroutine twice (double free on
+    // resume): callers build the rejection as a named local and move it in.
+    // `id`: the request's id once its header is parsed; empty before (a fresh one is made).
+    asio::awaitable<void> reject(detail::rejection r, std::string id = {})
     {
         srv_->requests.fetch_add(1);
-        auto id = srv_->next_id();
+        if (id.empty())
+            id = srv_->next_id();
         auto res = problem(r.status, r.detail);
         decorate(res, id, false, 11);
         set_io_deadline(clock_type::now() + srv_->opts.write_timeout);

@@ -36,3 +36,15 @@ TEST_CASE("problem: json_response serializes the value with application/json", "
     CHECK(res[http::field::content_type] == "application/json");
     CHECK(res.body() == R"({"id":7})");
 }
+
+TEST_CASE("problem: doubles are written plainly and strings escaped", "[problem]")
+{
+    boost::json::object o;
+    o["elapsed_ms"] = 50.2;
+    o["price"] = 9.99;
+    o["count"] = 3;
+    o["say \"hi\""] = "line\nbreak";
+    o["list"] = boost::json::array{0.5, nullptr, true};
+    CHECK(to_json_text(o) == R"({"elapsed_ms":50.2,"price":9.99,"count":3,"say \"hi\"":"line\nbreak","list":[0.5,null,true]})");
+    CHECK(boost::json::parse(to_json_text(o)) == o);
+}

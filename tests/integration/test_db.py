@@ -1,0 +1,159 @@
+"""The simulated database's routes against the real binary: concurrency, limits, shutdown."""
+
+import json
+import threading
+import time
+import unittest
+
+from harness import Server
+
+
+def fetch_all(server, targets, timeout=20.0):
+    """Sends every target at once, each on its own connection; returns (responses, seconds)."""
+    results = [None] * len(targets)
+    errors = []
+    barrier = threading.Barrier(len(targets))
+
+    def one(i, target):
+        try:
+            barrier.wait(timeout)
+            results[i] = server.request("GET", target, timeout=timeout)
+        except Exception as e:  # reported on the test thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=one, args=(i, t)) for i, t in enumerate(targets)]
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout + 5)
+    took = time.monotonic() - start
+    if errors:
+        raise errors[0]
+    return results, took
+
+
+class DatabaseRoutes(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server("--threads", "2", "--access-log", "off").start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def test_one_query_reports_source_timing_and_items(self):
+        r = self.server.request("GET", "/api/db?delay_ms=50")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.header("content-type"), "application/json")
+        body = r.json()
+        self.assertEqual(body["source"], "database")
+        self.assertGreaterEqual(body["elapsed_ms"], 49)
+        self.assertEqual(len(body["items"]), 5)
+
+    def test_bad_delay_is_a_problem_naming_the_parameter(self):
+        r = self.server.request("GET", "/api/db?delay_ms=20000")
+        self.assertEqual(r.status, 400)
+        self.assertEqual(r.header("content-type"), "application/problem+json")
+        self.assertIn("delay_ms", r.json()["detail"])
+
+    def test_fifty_concurrent_slow_requests_on_two_threads_overlap(self):
+        # Sequentially: 50 x 0.3 s = 15 s. Overlapped: about 0.3 s plus connection set-up.
+        responses, took = fetch_all(self.server, ["/api/db?delay_ms=300"] * 50)
+        self.assertTrue(all(r.status == 200 for r in responses), [r.status for r in responses])
+        self.assertLess(took, 3.0, "50 requests of 300 ms took %.2f s" % took)
+
+    def test_parallel_queries_take_about_one_delay(self):
+        r = self.server.request("GET", "/api/db/parallel?queries=20&delay_ms=200")
+        self.assertEqual(r.status, 200)
+        body = r.json()
+        self.assertEqual(body["queries"], 20)
+        self.assertEqual(body["sequential_estimate_ms"], 4000)
+        self.assertGreaterEqual(body["elapsed_ms"], 199)
+        self.assertLess(body["elapsed_ms"], 400)
+
+    def test_items_round_trip(self):
+        headers = {"Content-Type": "application/json"}
+        made = self.server.request("POST", "/api/items", headers, json.dumps({"name": "Bolt", "price": 2.5}))
+        self.assertEqual(made.status, 201)
+        location = made.header("location")
+        self.assertRegex(location, r"^/api/items/\d+$")
+        self.assertEqual(self.server.request("GET", location).json()["name"], "Bolt")
+        put = self.server.request("PUT", location, headers, json.dumps({"name": "Nut", "price": 1}))
+        self.assertEqual(put.json()["name"], "Nut")
+        self.assertEqual(self.server.request("DELETE", location).status, 204)
+        gone = self.server.request("GET", location)
+        self.assertEqual(gone.status, 404)
+        self.assertEqual(gone.json()["title"], "Not Found")
+
+    def test_item_errors_are_problems(self):
+        headers = {"Content-Type": "application/json"}
+        bad = self.server.request("POST", "/api/items", headers, json.dumps({"name": "", "price": "x"}))
+        self.assertEqual(bad.status, 422)
+        self.assertEqual([e["field"] for e in bad.json()["errors"]], ["name", "price"])
+        self.assertEqual(self.server.request("POST", "/api/items", {"Content-Type": "text/plain"}, "{}").status, 415)
+        self.assertEqual(self.server.request("POST", "/api/items", headers, "{nope").status, 400)
+        patch = self.server.request("PATCH", "/api/items/1", headers, "{}")
+        self.assertEqual(patch.status, 405)
+        self.assertEqual(patch.header("allow"), "GET, HEAD, PUT, DELETE, OPTIONS")
+        # Declared over the 1 MiB limit: answered at once, before any body byte is sent.
+        big = self.server.request("POST", "/api/items", {"Content-Type": "application/json",
+                                                          "Content-Length": str(2 * 1024 * 1024)})
+        self.assertEqual(big.status, 413)
+        self.assertEqual(big.header("content-type"), "application/problem+json")
+
+
+class DatabaseOptions(unittest.TestCase):
+    def test_pool_bound_queues_queries_without_failing_them(self):
+        with Server("--db-pool", "2", "--access-log", "off") as s:
+            responses, took = fetch_all(s, ["/api/db?delay_ms=200"] * 6)
+            self.assertTrue(all(r.status == 200 for r in responses))
+            # Three rounds of two queries.
+            self.assertGreaterEqual(took, 0.59)
+
+    def test_injected_failures_are_503_problems(self):
+        with Server("--db-fail-rate", "1", "--db-latency-ms", "5", "--access-log", "off") as s:
+            r = s.request("GET", "/api/db")
+            self.assertEqual(r.status, 503)
+            self.assertEqual(r.header("retry-after"), "1")
+            self.assertIn("unavailable", r.json()["detail"])
+            self.assertEqual(s.request("GET", "/healthz").status, 200)
+
+    def test_a_query_past_the_request_deadline_is_cut_to_504(self):
+        with Server("--request-timeout-ms", "300", "--access-log", "off") as s:
+            start = time.monotonic()
+            r = s.request("GET", "/api/db?delay_ms=5000")
+            took = time.monotonic() - start
+            self.assertEqual(r.status, 504)
+            self.assertEqual(r.header("content-type"), "application/problem+json")
+            self.assertGreaterEqual(took, 0.29)
+            self.assertLess(took, 3.0)
+
+    def test_sigterm_lets_a_slow_request_finish_before_exiting_zero(self):
+        s = Server("--access-log", "off").start()
+        try:
+            result = {}
+
+            def slow():
+                result["response"] = s.request("GET", "/api/db?delay_ms=1500", timeout=10)
+                result["at"] = time.monotonic()
+
+            t = threading.Thread(target=slow)
+            t.start()
+            time.sleep(0.3)  # the request is in its 1.5 s wait by now
+            s.signal()
+            code = s.wait(timeout=10)
+            exited = time.monotonic()
+            t.join(5)
+            self.assertEqual(code, 0)
+            self.assertEqual(result["response"].status, 200)
+            self.assertEqual(result["response"].json()["source"], "database")
+            self.assertEqual(result["response"].header("connection"), "close")
+            self.assertLessEqual(result["at"], exited)
+        finally:
+            if s.proc.poll() is None:
+                s.proc.kill()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
