@@ -82,7 +82,7 @@ response make_response(http::status status, std::string_view content_type, std::
     return res;
 }
 
-response problem(http::status status, std::string_view detail, boost::json::object extra)
+boost::json::object problem_body(http::status status, std::string_view detail)
 {
     boost::json::object body;
     body["type"] = "about:blank";
@@ -90,6 +90,12 @@ response problem(http::status status, std::string_view detail, boost::json::obje
     body["title"] = boost::json::string_view{title.data(), title.size()};
     body["status"] = static_cast<unsigned>(status);
     body["detail"] = detail;
+    return body;
+}
+
+response problem(http::status status, std::string_view detail, boost::json::object extra)
+{
+    auto body = problem_body(status, detail);
     for (auto& kv : extra)
         body[kv.key()] = std::move(kv.value());
     return make_response(status, "application/problem+json", to_json_text(body));

@@ -56,7 +56,7 @@ asio::awaitable<void> stop_gracefully(server& srv, app::demo_app& demo, const ap
         co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
     }
     co_await srv.shutdown(cfg.shutdown_timeout);
-    demo.stop();
+    co_await demo.stop();
     log.info("stopped");
     ioc.stop();
 }

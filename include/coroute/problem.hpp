@@ -15,6 +15,9 @@ namespace coroute {
 /// plus any members of `extra` (for instance `errors` for a 422).
 response problem(http::status status, std::string_view detail, boost::json::object extra = {});
 
+/// The problem document itself, for embedding one problem inside another response.
+boost::json::object problem_body(http::status status, std::string_view detail);
+
 /// `value` as JSON text; doubles in their shortest plain form ("50.2", not "5.02E1").
 std::string to_json_text(const boost::json::value& value);
 

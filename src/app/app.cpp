@@ -1,6 +1,11 @@
 #include "app/app.hpp"
 
 #include "app/db_routes.hpp"
+#include "app/external_routes.hpp"
+#include "app/upstream.hpp"
+
+#include <coroute/http_client.hpp>
+#include <coroute/tls.hpp>
 
 #include <coroute/static_files.hpp>
 
@@ -13,6 +18,10 @@ struct demo_app::impl
     std::shared_ptr<logger> log;
     std::shared_ptr<const static_files> site;
     std::shared_ptr<database> db;
+    std::unique_ptr<builtin_upstream> upstream; // when no --upstream is given
+    std::shared_ptr<http_client> client;
+    std::string upstream_url;
+    bool stopped = false;
 };
 
 demo_app::demo_app(asio::any_io_executor ex, const config& cfg, std::shared_ptr<logger> log)
@@ -22,6 +31,23 @@ demo_app::demo_app(asio::any_io_executor ex, const config& cfg, std::shared_ptr<
     impl_->cfg = cfg;
     impl_->log = std::move(log);
     impl_->db = std::make_shared<database>(cfg.db);
+
+    client_options copts;
+    copts.total_timeout = cfg.upstream_timeout;
+    copts.max_idle_per_host = cfg.upstream_pool;
+    if (cfg.upstream.empty())
+    {
+        impl_->upstream = std::make_unique<builtin_upstream>(impl_->ex, cfg.upstream_latency);
+        impl_->upstream_url = impl_->upstream->url();
+        copts.tls = impl_->upstream->client_tls(); // trusts that certificate and nothing else
+    }
+    else
+    {
+        impl_->upstream_url = cfg.upstream;
+        if (!cfg.upstream_ca.empty())
+            copts.ca_file = cfg.upstream_ca;
+    }
+    impl_->client = std::make_shared<http_client>(impl_->ex, copts);
     auto root = cfg.www.empty() ? default_www() : cfg.www;
     try
     {
@@ -38,6 +64,7 @@ demo_app::~demo_app() = default;
 void demo_app::install(router& r)
 {
     add_db_routes(r, impl_->db);
+    add_external_routes(r, impl_->client, impl_->upstream_url, impl_->db);
     r.fallback(static_files::handler(impl_->site));
 }
 
@@ -47,9 +74,26 @@ std::vector<std::string> demo_app::banner() const
     return {"static site: " + impl_->site->root().string(),
             "database: simulated, " + std::to_string(db.latency.count()) + " ms per query" +
                 (db.jitter.count() ? " + up to " + std::to_string(db.jitter.count()) + " ms jitter" : "") +
-                (db.pool ? ", pool of " + std::to_string(db.pool) : ", no pool bound")};
+                (db.pool ? ", pool of " + std::to_string(db.pool) : ", no pool bound"),
+            "upstream: " + impl_->upstream_url +
+                (impl_->upstream ? " (built-in, self-signed certificate trusted explicitly, " +
+                                       std::to_string(impl_->cfg.upstream_latency.count()) + " ms latency)"
+                 : impl_->cfg.upstream_ca.empty() ? " (verified with the system CA store)"
+                                                  : " (verified with " + impl_->cfg.upstream_ca + ")")};
 }
 
-void demo_app::stop() {}
+asio::awaitable<void> demo_app::stop()
+{
+    if (impl_->stopped)
+        co_return;
+    impl_->stopped = true;
+    auto s = impl_->client->stats();
+    impl_->log->info("upstream client: " + std::to_string(s.connections_opened) + " connections, " +
+                     std::to_string(s.tls_handshakes) + " TLS handshakes, " + std::to_string(s.reuses) +
+                     " reuses, " + std::to_string(s.retries) + " retries");
+    impl_->client->close_idle();
+    if (impl_->upstream)
+        co_await impl_->upstream->stop();
+}
 
 } // namespace coroute::app

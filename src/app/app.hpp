@@ -27,8 +27,9 @@ public:
     /// Lines for stdout after the listening line: which upstream is in use, and so on.
     std::vector<std::string> banner() const;
 
-    /// Stops the backends' own listeners (the built-in upstream); safe to call twice.
-    void stop();
+    /// Stops the backends' own listeners (the built-in upstream) and logs the
+    /// outbound client's counters; safe to call twice.
+    asio::awaitable<void> stop();
 
 private:
     struct impl;

@@ -156,6 +156,23 @@ const std::vector<option_spec>& options()
              c.db.fail_rate = p;
              return true;
          }},
+        {"upstream", "URL", "the external API that /api/external calls; default: a built-in HTTPS upstream",
+         [](const config& c) { return c.upstream.empty() ? std::string{"built-in"} : c.upstream; },
+         [](config& c, std::string_view v) {
+             c.upstream = v;
+             return v.substr(0, 7) == "http://" || v.substr(0, 8) == "https://";
+         }},
+        {"upstream-ca", "FILE", "PEM file of CAs to trust for --upstream instead of the system store",
+         [](const config& c) { return c.upstream_ca; },
+         [](config& c, std::string_view v) {
+             c.upstream_ca = v;
+             return true;
+         }},
+        ms_option("upstream-timeout-ms", "total deadline of one external call (504 past it)", &config::upstream_timeout),
+        ms_option("upstream-latency-ms", "how long the built-in upstream takes to answer", &config::upstream_latency),
+        {"upstream-pool", "N", "idle keep-alive connections kept per upstream host; 0: a new one per call",
+         [](const config& c) { return std::to_string(c.upstream_pool); },
+         [](config& c, std::string_view v) { return parse_number<std::size_t>(v, c.upstream_pool, 0, 10'000); }},
         ms_option("shutdown-timeout-ms", "on SIGTERM, how long requests in flight may take", &config::shutdown_timeout),
         ms_option("drain-delay-ms", "on SIGTERM, how long /readyz answers 503 before accepting stops",
                   &config::drain_delay),
@@ -261,9 +278,13 @@ std::string help_text()
         "Arguments win over the environment.\n\n";
     for (auto& o : options())
     {
-        std::string left = "  --" + std::string{o.name};
+        std::string left = "  --";
+        left.append(o.name);
         if (!o.metavar.empty())
-            left += " " + std::string{o.metavar};
+        {
+            left.push_back(' ');
+            left.append(o.metavar);
+        }
         out += left;
         out += left.size() < 34 ? std::string(34 - left.size(), ' ') : "\n" + std::string(34, ' ');
         out += o.help;

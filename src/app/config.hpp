@@ -27,7 +27,11 @@ struct config
     server_options server;
 
     db_options db;
-    // external (issue 4)
+    std::string upstream;      ///< empty: the built-in upstream
+    std::string upstream_ca;   ///< PEM CAs to trust instead of the system store
+    std::chrono::milliseconds upstream_timeout{5'000};
+    std::chrono::milliseconds upstream_latency{100}; ///< the built-in upstream's answer time
+    std::size_t upstream_pool = 8;                   ///< idle connections kept per host; 0: none
 };
 
 /// What parsing the command line produced.

@@ -20,11 +20,6 @@ namespace {
 using clock_type = std::chrono::steady_clock;
 constexpr long long max_delay_ms = 10'000;
 
-double ms_since(clock_type::time_point start)
-{
-    auto us = std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - start).count();
-    return std::round(static_cast<double>(us) / 100.0) / 10.0;
-}
 
 // An integer query parameter within [lo, hi], its default when absent; a 400 naming it otherwise.
 std::optional<response> int_param(const request& req, std::string_view name, long long lo, long long hi,
@@ -41,34 +36,6 @@ std::optional<response> int_param(const request& req, std::string_view name, lon
     return std::nullopt;
 }
 
-// The per-request latency override shared by the database routes.
-std::optional<response> delay_param(const request& req, database::latency& out)
-{
-    long long d = -1;
-    if (auto bad = int_param(req, "delay_ms", 0, max_delay_ms, d))
-        return bad;
-    if (d >= 0)
-        out = std::chrono::milliseconds{d};
-    return std::nullopt;
-}
-
-response db_failure(const boost::system::error_code& ec)
-{
-    if (ec == asio::error::operation_aborted)
-        return problem(http::status::gateway_timeout, "the database query was cancelled at the request's deadline");
-    auto res = problem(http::status::service_unavailable, "database query failed: " + ec.message());
-    res.set(http::field::retry_after, "1");
-    return res;
-}
-
-boost::json::array to_json(const std::vector<item>& items)
-{
-    boost::json::array out;
-    out.reserve(items.size());
-    for (auto& i : items)
-        out.push_back(app::to_json(i));
-    return out;
-}
 
 asio::awaitable<response> db_query(std::shared_ptr<database> db, request& req)
 {
@@ -86,24 +53,6 @@ asio::awaitable<response> db_query(std::shared_ptr<database> db, request& req)
                              {"items", to_json(*rows)}});
 }
 
-struct query_outcome
-{
-    db_result<std::vector<item>> rows{std::vector<item>{}};
-    double elapsed_ms = 0;
-};
-
-asio::awaitable<query_outcome> timed_query(std::shared_ptr<database> db, std::size_t which, database::latency delay)
-{
-    auto start = clock_type::now();
-    query_outcome out;
-    auto rows = co_await db->query(5, delay);
-    out.elapsed_ms = ms_since(start);
-    if (rows && !rows->empty())
-        out.rows = std::vector<item>{(*rows)[which % rows->size()]};
-    else
-        out.rows = std::move(rows);
-    co_return out;
-}
 
 asio::awaitable<response> db_parallel(std::shared_ptr<database> db, request& req)
 {
@@ -117,11 +66,11 @@ asio::awaitable<response> db_parallel(std::shared_ptr<database> db, request& req
 
     // All N queries start at once; the group completes when the last one does.
     auto ex = co_await asio::this_coro::executor;
-    using op_type = decltype(asio::co_spawn(ex, timed_query(db, 0, delay), asio::deferred));
+    using op_type = decltype(asio::co_spawn(ex, timed_query(db, 1, delay), asio::deferred));
     std::vector<op_type> ops;
     ops.reserve(static_cast<std::size_t>(n));
     for (long long i = 0; i < n; ++i)
-        ops.push_back(asio::co_spawn(ex, timed_query(db, static_cast<std::size_t>(i), delay), asio::deferred));
+        ops.push_back(asio::co_spawn(ex, timed_query(db, 5, delay), asio::deferred));
     auto start = clock_type::now();
     auto [order, errors, outcomes] = co_await asio::experimental::make_parallel_group(std::move(ops))
                                          .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
@@ -137,7 +86,7 @@ asio::awaitable<response> db_parallel(std::shared_ptr<database> db, request& req
             co_return db_failure(o.rows.error());
         boost::json::object r{{"query", i}, {"elapsed_ms", o.elapsed_ms}};
         if (!o.rows->empty())
-            r["item"] = app::to_json(o.rows->front());
+            r["item"] = app::to_json((*o.rows)[i % o.rows->size()]);
         results.push_back(std::move(r));
     }
     co_return json_response(http::status::ok, {{"source", "database"},
@@ -268,6 +217,49 @@ private:
 };
 
 } // namespace
+
+double ms_since(clock_type::time_point start)
+{
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - start).count();
+    return std::round(static_cast<double>(us) / 100.0) / 10.0;
+}
+
+std::optional<response> delay_param(const request& req, database::latency& out)
+{
+    long long d = -1;
+    if (auto bad = int_param(req, "delay_ms", 0, max_delay_ms, d))
+        return bad;
+    if (d >= 0)
+        out = std::chrono::milliseconds{d};
+    return std::nullopt;
+}
+
+response db_failure(const boost::system::error_code& ec)
+{
+    if (ec == asio::error::operation_aborted)
+        return problem(http::status::gateway_timeout, "the database query was cancelled at the request's deadline");
+    auto res = problem(http::status::service_unavailable, "database query failed: " + ec.message());
+    res.set(http::field::retry_after, "1");
+    return res;
+}
+
+boost::json::array to_json(const std::vector<item>& items)
+{
+    boost::json::array out;
+    out.reserve(items.size());
+    for (auto& i : items)
+        out.push_back(app::to_json(i));
+    return out;
+}
+
+asio::awaitable<timed_rows> timed_query(std::shared_ptr<database> db, std::size_t limit, database::latency delay)
+{
+    auto start = clock_type::now();
+    timed_rows out;
+    out.rows = co_await db->query(limit, delay);
+    out.elapsed_ms = ms_since(start);
+    co_return out;
+}
 
 std::optional<response> parse_item(const request& req, item_fields& out)
 {

@@ -5,9 +5,33 @@
 
 #include <coroute/router.hpp>
 
+#include <boost/json/array.hpp>
+
 #include <memory>
 
 namespace coroute::app {
+
+/// A sample query's rows and how long it took, as the routes report it.
+struct timed_rows
+{
+    db_result<std::vector<item>> rows{std::vector<item>{}};
+    double elapsed_ms = 0;
+};
+
+/// Runs a sample query of `limit` rows and times it; never throws for a failed query.
+asio::awaitable<timed_rows> timed_query(std::shared_ptr<database> db, std::size_t limit, database::latency delay);
+
+/// Items as a JSON array.
+boost::json::array to_json(const std::vector<item>& items);
+
+/// The answer for a failed query: 504 when it was cancelled, else 503 with Retry-After.
+response db_failure(const boost::system::error_code& ec);
+
+/// Milliseconds since `start`, rounded to 0.1.
+double ms_since(std::chrono::steady_clock::time_point start);
+
+/// Reads the optional `delay_ms` (0..10000) query parameter; a 400 problem when it is bad.
+std::optional<response> delay_param(const request& req, database::latency& out);
 
 /// Adds `GET /api/db`, `GET /api/db/parallel` and `/api/items[/{id}]` to `r`.
 void add_db_routes(router& r, std::shared_ptr<database> db);
