@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# Installs what building, running and testing coroute needs, from Debian 12's packages.
+# Installs what building, running and testing coroute needs: Debian 12's packages, and
+# the one npm package of the browser tests.
 # Does nothing when everything is there; safe to run again.
 set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libssl-dev openssl catch2
   curl python3
+  chromium nodejs   # the browser tests: Debian's Chromium, driven from Node
 )
-if [[ " $* " == *" --browser "* ]]; then
-  packages+=(chromium nodejs npm)
-fi
+# NodeSource's nodejs brings npm with it; Debian's nodejs needs the npm package.
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 if [[ " $* " == *" --bench "* ]]; then
   packages+=(wrk nginx-light gnuplot-nox)
 fi
@@ -30,4 +33,24 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   "${sudo_cmd[@]}" apt-get update -qq
   "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The browser tests' one npm package, playwright-core, at the version package-lock.json
+# pins. It downloads no browser: the tests drive Debian's /usr/bin/chromium.
+browser_tests=$root/tests/browser
+playwright_ready() {
+  local want have
+  want=$(node -p "require('$browser_tests/package.json').dependencies['playwright-core']")
+  have=$(node -p "require('$browser_tests/node_modules/playwright-core/package.json').version" 2>/dev/null) || return 1
+  [[ $want == "$have" ]]
+}
+if ! playwright_ready; then
+  # One install at a time: build.sh, run.sh and test.sh may all be calling us.
+  (
+    flock 9
+    if ! playwright_ready; then
+      echo "setup: installing playwright-core for tests/browser"
+      cd "$browser_tests" && npm ci --no-audit --no-fund --loglevel=error >/dev/null
+    fi
+  ) 9>"${TMPDIR:-/tmp}/coroute-setup-npm.lock"
 fi

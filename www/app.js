@@ -1,0 +1,39 @@
+// The page's entry point. Each panel is a small module that wires its own part of
+// index.html; read them in the order they appear on the page:
+//
+//   js/database.js   GET /api/db
+//   js/external.js   GET /api/external
+//   js/combined.js   GET /api/combined, drawn with js/timeline.js
+//   js/lab.js        many /api/db at once, one after another, and /api/db/parallel
+//   js/items.js      the /api/items view: list, add, edit, delete
+//
+// js/http.js has the one function that talks to the server; js/dom.js the helpers
+// that fill the page.
+
+import { call } from './js/http.js';
+import { setupDatabase } from './js/database.js';
+import { setupExternal } from './js/external.js';
+import { setupCombined } from './js/combined.js';
+import { setupLab } from './js/lab.js';
+import { setupItems } from './js/items.js';
+
+setupDatabase();
+setupExternal();
+setupCombined();
+setupLab();
+setupItems();
+showServer();
+
+/** The header's last line: which server answered, from /healthz and its Server header. */
+async function showServer() {
+  const line = document.getElementById('server-line');
+  try {
+    const answer = await call('/healthz');
+    const server = answer.headers.get('Server') ?? 'the server';
+    line.textContent = answer.ok
+      ? `Served by ${server}, healthy.`
+      : `${server} answered /healthz with ${answer.status}.`;
+  } catch {
+    line.textContent = 'The server does not answer: start it with scripts/run.sh.';
+  }
+}
