@@ -54,6 +54,18 @@ option_spec server_ms_option(std::string_view name, std::string_view help,
             }};
 }
 
+option_spec db_ms_option(std::string_view name, std::string_view help, std::chrono::milliseconds db_options::*member)
+{
+    return {name, "MS", help, [member](const config& c) { return std::to_string((c.db.*member).count()); },
+            [member](config& c, std::string_view v) {
+                long long n = 0;
+                if (!parse_number<long long>(v, n, 0, 60'000))
+                    return false;
+                c.db.*member = std::chrono::milliseconds{n};
+                return true;
+            }};
+}
+
 template <class T>
 option_spec server_size_option(std::string_view name, std::string_view help, T server_options::*member, T min,
                                T max)
@@ -121,24 +133,8 @@ const std::vector<option_spec>& options()
         server_ms_option("write-timeout-ms", "time to write one response", &server_options::write_timeout),
         server_ms_option("request-timeout-ms", "deadline of a request's handler (504)",
                          &server_options::request_timeout),
-        {"db-latency-ms", "MS", "simulated database: the latency of every query",
-         [](const config& c) { return std::to_string(c.db.latency.count()); },
-         [](config& c, std::string_view v) {
-             long long n = 0;
-             if (!parse_number<long long>(v, n, 0, 60'000))
-                 return false;
-             c.db.latency = std::chrono::milliseconds{n};
-             return true;
-         }},
-        {"db-jitter-ms", "MS", "simulated database: up to this much random extra latency",
-         [](const config& c) { return std::to_string(c.db.jitter.count()); },
-         [](config& c, std::string_view v) {
-             long long n = 0;
-             if (!parse_number<long long>(v, n, 0, 60'000))
-                 return false;
-             c.db.jitter = std::chrono::milliseconds{n};
-             return true;
-         }},
+        db_ms_option("db-latency-ms", "simulated database: the latency of every query", &db_options::latency),
+        db_ms_option("db-jitter-ms", "simulated database: up to this much random extra latency", &db_options::jitter),
         {"db-pool", "N", "simulated database: queries in flight at once, the rest wait; 0: unlimited",
          [](const config& c) { return std::to_string(c.db.pool); },
          [](config& c, std::string_view v) { return parse_number<std::size_t>(v, c.db.pool, 0, 1'000'000); }},

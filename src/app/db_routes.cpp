@@ -117,6 +117,24 @@ std::optional<response> bad_item_id(const request& req, std::uint64_t& id)
     return std::nullopt;
 }
 
+// The id and latency override every item-path request carries; a problem when either is bad.
+std::optional<response> item_path(const request& req, std::uint64_t& id, database::latency& delay)
+{
+    if (auto bad = bad_item_id(req, id))
+        return bad;
+    return delay_param(req, delay);
+}
+
+// One item, or why there is none.
+response item_answer(const db_result<std::optional<item>>& row, std::uint64_t id)
+{
+    if (!row)
+        return db_failure(row.error());
+    if (!*row)
+        return problem(http::status::not_found, "no item " + std::to_string(id));
+    return json_response(http::status::ok, app::to_json(**row));
+}
+
 // Flask's MethodView: one class, a member per method; registered on the collection
 // path (get, post) and the item path (get, put, del).
 class items_view
@@ -164,29 +182,21 @@ public:
     asio::awaitable<response> put(request& req)
     {
         std::uint64_t id = 0;
-        if (auto bad = bad_item_id(req, id))
+        database::latency delay;
+        if (auto bad = item_path(req, id, delay))
             co_return std::move(*bad);
         item_fields fields;
         if (auto bad = parse_item(req, fields))
             co_return std::move(*bad);
-        database::latency delay;
-        if (auto bad = delay_param(req, delay))
-            co_return std::move(*bad);
         auto row = co_await db_->replace(id, std::move(fields), delay);
-        if (!row)
-            co_return db_failure(row.error());
-        if (!*row)
-            co_return problem(http::status::not_found, "no item " + std::to_string(id));
-        co_return json_response(http::status::ok, app::to_json(**row));
+        co_return item_answer(row, id);
     }
 
     asio::awaitable<response> del(request& req)
     {
         std::uint64_t id = 0;
-        if (auto bad = bad_item_id(req, id))
-            co_return std::move(*bad);
         database::latency delay;
-        if (auto bad = delay_param(req, delay))
+        if (auto bad = item_path(req, id, delay))
             co_return std::move(*bad);
         auto removed = co_await db_->remove(id, delay);
         if (!removed)
@@ -200,17 +210,11 @@ private:
     asio::awaitable<response> get_one(request& req)
     {
         std::uint64_t id = 0;
-        if (auto bad = bad_item_id(req, id))
-            co_return std::move(*bad);
         database::latency delay;
-        if (auto bad = delay_param(req, delay))
+        if (auto bad = item_path(req, id, delay))
             co_return std::move(*bad);
         auto row = co_await db_->find(id, delay);
-        if (!row)
-            co_return db_failure(row.error());
-        if (!*row)
-            co_return problem(http::status::not_found, "no item " + std::to_string(id));
-        co_return json_response(http::status::ok, app::to_json(**row));
+        co_return item_answer(row, id);
     }
 
     std::shared_ptr<database> db_;
