@@ -4,12 +4,12 @@
 #include "app/config.hpp"
 
 #include <coroute/server.hpp>
+#include <coroute/tls.hpp>
 #include <coroute/version.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -33,16 +33,6 @@ void raise_fd_limit()
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-}
-
-std::shared_ptr<asio::ssl::context> server_tls(const app::config& cfg)
-{
-    auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
-    ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
-                     asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
-    ctx->use_certificate_chain_file(cfg.tls_cert);
-    ctx->use_private_key_file(cfg.tls_key, asio::ssl::context::pem);
-    return ctx;
 }
 
 asio::awaitable<void> stop_gracefully(server& srv, app::demo_app& demo, const app::config& cfg, logger& log,
@@ -97,7 +87,7 @@ int main(int argc, char** argv)
         server_options opts = cfg.server;
         opts.log = log;
         if (!cfg.tls_cert.empty())
-            opts.tls = server_tls(cfg);
+            opts.tls = make_server_tls_context(cfg.tls_cert, cfg.tls_key);
         server srv{ioc.get_executor(), routes, opts};
         add_health_routes(*routes, srv);
         demo.install(*routes);
