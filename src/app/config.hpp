@@ -31,7 +31,7 @@ struct config
     std::string upstream_ca;   ///< PEM CAs to trust instead of the system store
     std::chrono::milliseconds upstream_timeout{5'000};
     std::chrono::milliseconds upstream_latency{100}; ///< the built-in upstream's answer time
-    std::size_t upstream_pool = 8;                   ///< idle connections kept per host; 0: none
+    std::size_t upstream_pool = 128;                 ///< idle connections kept per host; 0: none
 };
 
 /// What parsing the command line produced.
