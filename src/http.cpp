@@ -73,12 +73,26 @@ std::string to_json_text(const boost::json::value& v)
     return out;
 }
 
+void finish_payload(response& res)
+{
+    auto s = res.result_int();
+    if (s < 200 || s == 204 || s == 304)
+    {
+        res.body().clear();
+        res.erase(http::field::content_length);
+        res.erase(http::field::transfer_encoding);
+        return;
+    }
+    if (!res.chunked())
+        res.content_length(res.body().size());
+}
+
 response make_response(http::status status, std::string_view content_type, std::string body)
 {
     response res{status, 11};
     res.set(http::field::content_type, content_type);
     res.body() = std::move(body);
-    res.prepare_payload();
+    finish_payload(res);
     return res;
 }
 

@@ -475,8 +475,7 @@ private:
     asio::awaitable<bool> send(response& res, const request& req, bool keep, clock_type::time_point started_at)
     {
         decorate(res, req.id(), keep, req.message().version());
-        if (!res.has_content_length() && !res.chunked())
-            res.prepare_payload();
+        finish_payload(res);
         if (req.method() == http::verb::head)
         {
             // HEAD: the GET's headers, its Content-Length included, and no body.

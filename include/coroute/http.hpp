@@ -21,6 +21,11 @@ using response = http::response<http::string_body>;
 /// A handler's result: the response, produced without blocking a thread.
 using task_response = asio::awaitable<response>;
 
+/// Makes the framing match the body: `Content-Length` is the body's size, or, for
+/// 1xx, 204 and 304 (which never have a body, RFC 9110 §8.6), body and length are removed.
+/// The server calls it on every response, so hooks may change a body freely.
+void finish_payload(response& res);
+
 /// A response with `status`, `Content-Type` and `body`, payload prepared.
 response make_response(http::status status, std::string_view content_type, std::string body);
 
