@@ -16,7 +16,7 @@ packages=(
 # NodeSource's nodejs brings npm with it; Debian's nodejs needs the npm package.
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 if [[ " $* " == *" --bench "* ]]; then
-  packages+=(wrk nginx-light gnuplot-nox)
+  packages+=(wrk nginx-light gnuplot-nox iproute2)   # iproute2: ss, to count upstream connections
 fi
 
 missing=()

@@ -3,6 +3,7 @@
 #include <coroute/log.hpp>
 #include <coroute/problem.hpp>
 
+#include <boost/container/small_vector.hpp>
 #include <boost/url/parse.hpp>
 
 #include <algorithm>
@@ -34,6 +35,10 @@ struct node
     }
 };
 
+// A request path's segments: views into the request's path (or into decoded copies).
+// Eight fit without an allocation.
+using segment_list = boost::container::small_vector<std::string_view, 8>;
+
 struct match
 {
     const node* n;
@@ -60,7 +65,7 @@ std::vector<std::string> split_template(std::string_view path)
     return out;
 }
 
-void collect(const node& n, const std::vector<std::string>& segs, std::size_t i, request::param_list& params,
+void collect(const node& n, const segment_list& segs, std::size_t i, request::param_list& params,
              std::vector<match>& out)
 {
     if (i == segs.size())
@@ -78,6 +83,31 @@ void collect(const node& n, const std::vector<std::string>& segs, std::size_t i,
         collect(*n.param, segs, i + 1, params, out);
         params.pop_back();
     }
+}
+
+// The handler for `method` (GET's for HEAD) on the first route, in the order `collect`
+// lists them, that has one: the common case, found without collecting every match.
+const handler* first_handler(const node& n, const segment_list& segs, std::size_t i,
+                             http::verb method, request::param_list& params)
+{
+    if (i == segs.size())
+    {
+        const handler* h = n.find(method);
+        if (!h && method == http::verb::head)
+            h = n.find(http::verb::get);
+        return h;
+    }
+    if (auto it = n.statics.find(segs[i]); it != n.statics.end())
+        if (auto h = first_handler(*it->second, segs, i + 1, method, params))
+            return h;
+    if (n.param && !segs[i].empty())
+    {
+        params.emplace_back(n.param_name, segs[i]);
+        if (auto h = first_handler(*n.param, segs, i + 1, method, params))
+            return h;
+        params.pop_back();
+    }
+    return nullptr;
 }
 
 std::vector<http::verb> allowed_of(const std::vector<match>& matches)
@@ -99,10 +129,90 @@ std::vector<http::verb> allowed_of(const std::vector<match>& matches)
     return out;
 }
 
-// Fills the request's decoded path and query from its target; false when it is not a valid target.
-bool parse_target(request& req, std::vector<std::string>& segs)
+// Characters of an origin-form target that need no decoding and no validation beyond
+// this check (RFC 3986 pchar without '%', plus '/' and '?'): such a target is split by
+// hand; anything else (percent escapes, absolute-form, a fragment, bad characters) goes
+// through Boost.URL, which decodes it or finds it malformed.
+constexpr bool plain_target_char(unsigned char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+        return true;
+    switch (c)
+    {
+    case '-': case '.': case '_': case '~': case '!': case '$': case '&': case '\'': case '(': case ')':
+    case '*': case '+': case ',': case ';': case '=': case ':': case '@': case '/': case '?':
+        return true;
+    default:
+        return false;
+    }
+}
+
+bool is_plain_target(std::string_view t)
+{
+    // "//x" would be an authority, not a path: Boost.URL's business.
+    if (t.empty() || t.front() != '/' || (t.size() > 1 && t[1] == '/'))
+        return false;
+    for (unsigned char c : t)
+        if (!plain_target_char(c))
+            return false;
+    return true;
+}
+
+// A query key or value as Boost.URL's params() decodes it: '+' is a space.
+std::string plus_as_space(std::string_view s)
+{
+    std::string out{s};
+    for (auto& c : out)
+        if (c == '+')
+            c = ' ';
+    return out;
+}
+
+// Fills the request's decoded path and query from its target, and `segs` with the
+// decoded path segments ("/" → {}, "/a/" → {"a", ""}); `storage` owns decoded text
+// that `segs` points into. False when the target is not a valid one.
+bool parse_target(request& req, segment_list& segs, std::vector<std::string>& storage)
 {
     auto target = req.target();
+    auto& q = req.mutable_query();
+    q.clear();
+    if (is_plain_target(target))
+    {
+        auto qpos = target.find('?');
+        auto path = target.substr(0, qpos);
+        req.set_path(std::string{path});
+        // The segments point into the request's path, which outlives routing.
+        std::string_view rest{req.path()};
+        rest.remove_prefix(1);
+        if (!rest.empty())
+        {
+            for (;;)
+            {
+                auto slash = rest.find('/');
+                segs.push_back(rest.substr(0, slash));
+                if (slash == std::string_view::npos)
+                    break;
+                rest.remove_prefix(slash + 1);
+            }
+        }
+        if (qpos != std::string_view::npos)
+        {
+            auto query = target.substr(qpos + 1);
+            for (;;)
+            {
+                auto amp = query.find('&');
+                auto param = query.substr(0, amp);
+                auto eq = param.find('=');
+                q.emplace_back(plus_as_space(param.substr(0, eq)),
+                               eq == std::string_view::npos ? std::string{} : plus_as_space(param.substr(eq + 1)));
+                if (amp == std::string_view::npos)
+                    break;
+                query.remove_prefix(amp + 1);
+            }
+        }
+        return true;
+    }
+
     auto parsed = boost::urls::parse_uri_reference(boost::core::string_view{target.data(), target.size()});
     if (!parsed)
         return false;
@@ -114,13 +224,13 @@ bool parse_target(request& req, std::vector<std::string>& segs)
     {
         path += '/';
         path += seg;
-        segs.push_back(std::string(seg));
+        storage.push_back(std::string(seg));
     }
+    for (auto& seg : storage)
+        segs.push_back(seg);
     if (path.empty())
         path = "/";
     req.set_path(std::move(path));
-    auto& q = req.mutable_query();
-    q.clear();
     for (auto p : u.params())
         q.emplace_back(std::string(p.key), p.has_value ? std::string(p.value) : std::string{});
     return true;
@@ -141,7 +251,7 @@ struct router::impl
     std::vector<teardown_hook> teardowns;
     handler fallback = &no_route;
 
-    std::vector<match> find(const std::vector<std::string>& segs) const
+    std::vector<match> find(const segment_list& segs) const
     {
         std::vector<match> out;
         request::param_list params;
@@ -149,52 +259,47 @@ struct router::impl
         return out;
     }
 
-    asio::awaitable<response> route(request& req) const
+    // Routing without suspending: the handler to run, or the answer when there is none
+    // (400, 405, OPTIONS). Null handler and empty answer: the fallback's turn.
+    const handler* select(request& req, std::optional<response>& answer) const
     {
-        for (auto& h : befores)
-        {
-            auto early = co_await h(req);
-            if (early)
-                co_return std::move(*early);
-        }
-
-        std::vector<std::string> segs;
         if (req.target() == "*" && req.method() == http::verb::options)
         {
-            auto res = make_response(http::status::no_content, "text/plain", {});
+            auto& res = answer.emplace(make_response(http::status::no_content, "text/plain", {}));
             res.set(http::field::allow, allow_header({method_order, method_order + std::size(method_order)}));
-            co_return res;
+            return nullptr;
         }
-        if (!parse_target(req, segs))
-            co_return problem(http::status::bad_request, "malformed request target");
-
-        auto matches = find(segs);
-        auto method = req.method();
-        for (auto& m : matches)
+        segment_list segs;
+        std::vector<std::string> storage;
+        if (!parse_target(req, segs, storage))
         {
-            const handler* h = m.n->find(method);
-            if (!h && method == http::verb::head)
-                h = m.n->find(http::verb::get);
-            if (h)
-            {
-                req.mutable_params() = std::move(m.params);
-                co_return co_await (*h)(req);
-            }
+            answer.emplace(problem(http::status::bad_request, "malformed request target"));
+            return nullptr;
         }
+
+        auto method = req.method();
+        request::param_list params;
+        if (auto h = first_handler(root, segs, 0, method, params))
+        {
+            req.mutable_params() = std::move(params);
+            return h;
+        }
+        auto matches = find(segs);
         if (matches.empty())
-            co_return co_await fallback(req);
+            return &fallback;
 
         auto allow = allow_header(allowed_of(matches));
         if (method == http::verb::options)
         {
-            auto res = make_response(http::status::no_content, "text/plain", {});
+            auto& res = answer.emplace(make_response(http::status::no_content, "text/plain", {}));
             res.set(http::field::allow, allow);
-            co_return res;
+            return nullptr;
         }
-        auto res = problem(http::status::method_not_allowed,
-                           std::string{http::to_string(method)} + " is not allowed on " + req.path());
+        auto& res = answer.emplace(problem(http::status::method_not_allowed,
+                                           std::string{http::to_string(method)} + " is not allowed on " +
+                                               req.path()));
         res.set(http::field::allow, allow);
-        co_return res;
+        return nullptr;
     }
 };
 
@@ -273,12 +378,13 @@ router& router::fallback(handler h)
 
 std::vector<http::verb> router::allowed(std::string_view path) const
 {
-    std::vector<std::string> segs;
+    std::vector<std::string> storage;
     auto parsed = boost::urls::parse_origin_form(boost::core::string_view{path.data(), path.size()});
     if (!parsed)
         return {};
     for (auto seg : parsed->segments())
-        segs.push_back(std::string(seg));
+        storage.push_back(std::string(seg));
+    segment_list segs{storage.begin(), storage.end()};
     auto matches = impl_->find(segs);
     if (matches.empty())
         return {};
@@ -319,7 +425,23 @@ asio::awaitable<response> router::dispatch(request& req) const
     std::optional<response> res;
     try
     {
-        res.emplace(co_await impl_->route(req));
+        // Before-hooks, routing and the handler in this one coroutine: each coroutine
+        // frame is an allocation per request.
+        for (auto& h : impl_->befores)
+        {
+            auto early = co_await h(req);
+            if (early)
+            {
+                res.emplace(std::move(*early));
+                break;
+            }
+        }
+        if (!res)
+        {
+            const handler* h = impl_->select(req, res);
+            if (h)
+                res.emplace(co_await (*h)(req));
+        }
     }
     catch (...)
     {

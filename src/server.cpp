@@ -8,6 +8,8 @@
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/stream.hpp>
@@ -21,7 +23,9 @@
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/http/read.hpp>
 
+#include <array>
 #include <atomic>
+#include <charconv>
 #include <mutex>
 #include <random>
 #include <unordered_map>
@@ -53,6 +57,22 @@ const std::string& date_now()
     if (t != last)
     {
         cached = detail::format_http_date(now);
+        last = t;
+    }
+    return cached;
+}
+
+// "Date: …\r\nServer: coroute/…\r\n", the two fields every response starts with,
+// formatted once a second per thread.
+std::string_view date_and_server()
+{
+    thread_local std::time_t last = 0;
+    thread_local std::string cached;
+    auto now = std::chrono::system_clock::now();
+    auto t = std::chrono::system_clock::to_time_t(now);
+    if (t != last)
+    {
+        cached = "Date: " + detail::format_http_date(now) + "\r\nServer: " + server_header() + "\r\n";
         last = t;
     }
     return cached;
@@ -91,9 +111,9 @@ using detail::connection_base;
 
 struct detail::server_state : std::enable_shared_from_this<server_state>
 {
-    server_state(asio::any_io_executor e, std::shared_ptr<const router> r, server_options o)
-        : ex(e), strand(asio::make_strand(e)), routes(std::move(r)), opts(std::move(o)), acceptor(strand),
-          id_seed(std::random_device{}() * 0x100000001ULL ^ std::random_device{}())
+    server_state(std::vector<asio::any_io_executor> e, std::shared_ptr<const router> r, server_options o)
+        : executors(std::move(e)), ex(executors.at(0)), strand(asio::make_strand(ex)), routes(std::move(r)),
+          opts(std::move(o)), acceptor(strand), id_seed(std::random_device{}() * 0x100000001ULL ^ std::random_device{}())
     {
         log = opts.log ? opts.log : std::make_shared<logger>();
         limits.target_limit = opts.target_limit;
@@ -101,8 +121,10 @@ struct detail::server_state : std::enable_shared_from_this<server_state>
         limits.max_fields = opts.max_header_fields;
     }
 
-    asio::any_io_executor ex;
-    asio::strand<asio::any_io_executor> strand; // the acceptor's
+    std::vector<asio::any_io_executor> executors; // connections are spread over these
+    std::size_t next_executor = 0;                // the accept loop's, on its strand
+    asio::any_io_executor ex;                     // the first: the acceptor's
+    asio::strand<asio::any_io_executor> strand;   // the acceptor's
     std::shared_ptr<const router> routes;
     server_options opts;
     std::shared_ptr<logger> log;
@@ -120,9 +142,33 @@ struct detail::server_state : std::enable_shared_from_this<server_state>
 
     std::string next_id()
     {
-        char buf[17];
-        std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(mix(id_seed + ids.fetch_add(1))));
-        return buf;
+        static constexpr char hex[] = "0123456789abcdef";
+        auto v = mix(id_seed + ids.fetch_add(1, std::memory_order_relaxed));
+        std::string out(16, '0');
+        for (int i = 15; i >= 0; --i, v >>= 4)
+            out[static_cast<std::size_t>(i)] = hex[v & 0xf];
+        return out;
+    }
+
+    // A strand of the io_context's own executor fits in any_io_executor's small-object
+    // buffer; a strand of an any_io_executor does not, and then every completion handler's
+    // work guard (`prefer(outstanding_work.tracked)`) allocates a copy of it.
+    //
+    // An io_context made with a concurrency hint of 1 is run by one thread (Asio's
+    // documented meaning of that hint, which also lets it drop optimisations meant for
+    // many threads): its handlers never run concurrently, so a connection on it needs no
+    // strand, and each completion saves the strand's queue and its second trip through
+    // the scheduler.
+    asio::any_io_executor connection_executor()
+    {
+        auto& e = executors[next_executor++ % executors.size()];
+        if (auto* io = e.target<asio::io_context::executor_type>())
+        {
+            if (asio::use_service<asio::detail::scheduler>(io->context()).concurrency_hint() == 1)
+                return *io;
+            return asio::make_strand(*io);
+        }
+        return asio::make_strand(e);
     }
 
     template <class F>
@@ -154,8 +200,6 @@ template <class Stream>
 class connection final : public connection_base, public std::enable_shared_from_this<connection<Stream>>
 {
 public:
-    using executor_type = asio::strand<asio::any_io_executor>;
-
     template <class... Args>
     connection(std::shared_ptr<detail::server_state> srv, tcp::socket sock, Args&&... args)
         : srv_(std::move(srv)), stream_(std::move(sock), std::forward<Args>(args)...),
@@ -222,13 +266,7 @@ public:
                 co_return;
             }
         }
-        // GCC 12 miscompiles co_await inside a loop condition: keep it a statement.
-        for (;;)
-        {
-            bool keep = co_await serve_one();
-            if (!keep)
-                break;
-        }
+        co_await serve();
         co_await close_gracefully();
         finish();
     }
@@ -285,111 +323,29 @@ private:
         return {static_cast<const char*>(buffer_.data().data()), buffer_.size()};
     }
 
-    // Reads until a whole header is buffered. False: close without answering (or after
-    // answering a rejection).
-    asio::awaitable<bool> read_header(detail::header_scan& scan)
+    // How much to ask the socket for: under 1 KiB covers most request headers (and stays
+    // below glibc's large-chunk sizes, whose allocation consolidates the fast bins); a
+    // bigger buffer is taken only when a header (or pipelined requests) need it.
+    static constexpr std::size_t small_read = 1000;
+    std::size_t read_room() const
     {
-        std::size_t resume = 0;
-        bool started = false;
-        for (;;)
-        {
-            scan = detail::scan_header(buffered(), srv_->limits, resume);
-            if (scan.state == detail::header_scan::complete)
-                co_return true;
-            if (scan.state == detail::header_scan::rejected)
-            {
-                co_await reject(*scan.error);
-                co_return false;
-            }
-            bool has_bytes = buffered().size() > scan.skip;
-            if (!has_bytes)
-            {
-                idle_ = true;
-                if (srv_->stopping.load())
-                    co_return false;
-                set_io_deadline(clock_type::now() + srv_->opts.idle_timeout);
-            }
-            else if (!started)
-            {
-                // The header clock starts with its first byte.
-                started = true;
-                set_io_deadline(clock_type::now() + srv_->opts.header_timeout);
-            }
-            auto room = std::min<std::size_t>(16 * 1024, buffer_.max_size() - buffer_.size());
-            auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(room), use_tuple);
-            idle_ = false;
-            if (ec)
-            {
-                if (timed_out_ && buffered().size() > scan.skip && !srv_->stopping.load())
-                {
-                    timed_out_ = false;
-                    detail::rejection r{http::status::request_timeout, "the request header took too long"};
-                    co_await reject(std::move(r));
-                }
-                co_return false;
-            }
-            buffer_.commit(n);
-        }
+        auto want = std::max<std::size_t>(small_read, buffer_.capacity() - buffer_.size());
+        want = std::min<std::size_t>(want, 16 * 1024);
+        return std::min(want, buffer_.max_size() - buffer_.size());
     }
 
-    asio::awaitable<bool> serve_one()
+    // Expect: 100-continue and the body, for the requests that have either. False: close
+    // (after answering a rejection, when there is one to give).
+    asio::awaitable<bool> read_body(http::request_parser<http::string_body>& parser, std::string id)
     {
-        detail::header_scan scan;
-        bool complete = co_await read_header(scan);
-        if (!complete)
-            co_return false;
-        auto started_at = clock_type::now();
-        io_deadline_ = never;
-
-        buffer_.consume(scan.skip);
-        auto header_bytes = buffered().substr(0, scan.end - scan.skip);
-        if (auto r = detail::check_header_bytes(header_bytes, srv_->limits))
-        {
-            co_await reject(*r);
-            co_return false;
-        }
-
-        http::request_parser<http::string_body> parser;
-        parser.header_limit(static_cast<std::uint32_t>(header_bytes.size() + 1));
-        parser.body_limit(boost::none); // checked below, once the framing is known to be sane
-        parser.eager(false);
-        error_code ec;
-        auto used = parser.put(asio::buffer(header_bytes.data(), header_bytes.size()), ec);
-        if (ec || !parser.is_header_done())
-        {
-            detail::rejection r{http::status::bad_request,
-                                "malformed request: " + (ec ? ec.message() : std::string{"incomplete header"})};
-            co_await reject(std::move(r));
-            co_return false;
-        }
-        buffer_.consume(used);
-
         auto& head = parser.get();
-        // From here on the header is parsed: even a rejection echoes the client's id.
-        std::string id{head["X-Request-Id"]};
-        if (!sane_request_id(id))
-            id = srv_->next_id();
-        if (auto r = detail::check_framing(head))
-        {
-            co_await reject(*r, id);
-            co_return false;
-        }
-        if (auto len = parser.content_length(); len && *len > srv_->opts.body_limit)
-        {
-            detail::rejection r{http::status::payload_too_large,
-                                "body of " + std::to_string(*len) + " bytes is over the limit of " +
-                                    std::to_string(srv_->opts.body_limit)};
-            co_await reject(std::move(r), id);
-            co_return false;
-        }
-
         bool has_body = !parser.is_done();
         if (auto expect = head[http::field::expect]; !expect.empty())
         {
             if (!detail::iequals(detail::trim({expect.data(), expect.size()}), "100-continue"))
             {
                 detail::rejection r{http::status::expectation_failed, "only 100-continue is supported"};
-                co_await reject(std::move(r), id);
+                co_await reject(std::move(r), std::move(id));
                 co_return false;
             }
             if (has_body && head.version() >= 11)
@@ -401,66 +357,212 @@ private:
                     co_return false;
             }
         }
+        if (!has_body)
+            co_return true;
 
-        if (has_body)
+        parser.body_limit(srv_->opts.body_limit);
+        auto ext_limit = srv_->opts.chunk_extension_limit;
+        auto on_chunk = [ext_limit](std::uint64_t, beast::string_view ext, error_code& cec) {
+            if (ext.size() > ext_limit)
+                cec = http::error::bad_chunk_extension;
+        };
+        parser.on_chunk_header(on_chunk);
+        set_io_deadline(clock_type::now() + srv_->opts.body_timeout);
+        auto [rec, rn] = co_await http::async_read(stream_, buffer_, parser, use_tuple);
+        io_deadline_ = never;
+        if (!rec)
+            co_return true;
+        std::optional<detail::rejection> r;
+        if (timed_out_)
         {
-            parser.body_limit(srv_->opts.body_limit);
-            auto ext_limit = srv_->opts.chunk_extension_limit;
-            auto on_chunk = [ext_limit](std::uint64_t, beast::string_view ext, error_code& cec) {
-                if (ext.size() > ext_limit)
-                    cec = http::error::bad_chunk_extension;
-            };
-            parser.on_chunk_header(on_chunk);
-            set_io_deadline(clock_type::now() + srv_->opts.body_timeout);
-            auto [rec, rn] = co_await http::async_read(stream_, buffer_, parser, use_tuple);
-            io_deadline_ = never;
-            if (rec)
-            {
-                std::optional<detail::rejection> r;
-                if (timed_out_)
-                {
-                    timed_out_ = false;
-                    r.emplace(http::status::request_timeout, "the request body took too long");
-                }
-                else if (rec == http::error::body_limit)
-                    r.emplace(http::status::payload_too_large,
-                              "body over the limit of " + std::to_string(srv_->opts.body_limit) + " bytes");
-                else if (rec.category() == http::make_error_code(http::error::bad_chunk).category() &&
-                         rec != http::error::end_of_stream && rec != http::error::partial_message)
-                    r.emplace(http::status::bad_request, "malformed body: " + rec.message());
-                if (r)
-                {
-                    auto answer = std::move(*r);
-                    co_await reject(std::move(answer), id);
-                }
-                co_return false;
-            }
+            timed_out_ = false;
+            r.emplace(http::status::request_timeout, "the request body took too long");
         }
-
-        srv_->requests.fetch_add(1);
-        request req{parser.release(), std::move(id), started_at + srv_->opts.request_timeout, srv_->log.get(),
-                    remote_};
-
-        // The handler runs under the request deadline; past it, its awaits are cancelled
-        // and the answer is 504 whatever it returns.
-        deadline_hit_ = false;
-        request_deadline_ = req.deadline();
-        arm(request_deadline_);
-        response res = co_await srv_->routes->dispatch(req);
-        request_deadline_ = never;
-        co_await asio::this_coro::reset_cancellation_state();
-        if (closing_)
-            co_return false;
-        if (deadline_hit_)
-            res = problem(http::status::gateway_timeout,
-                          "the request took longer than " + std::to_string(srv_->opts.request_timeout.count()) +
-                              " ms");
-
-        bool keep = req.message().keep_alive() && res.keep_alive() && !srv_->draining.load();
-        bool sent = co_await send(res, req, keep, started_at);
-        co_return sent && keep;
+        else if (rec == http::error::body_limit)
+            r.emplace(http::status::payload_too_large,
+                      "body over the limit of " + std::to_string(srv_->opts.body_limit) + " bytes");
+        else if (rec.category() == http::make_error_code(http::error::bad_chunk).category() &&
+                 rec != http::error::end_of_stream && rec != http::error::partial_message)
+            r.emplace(http::status::bad_request, "malformed body: " + rec.message());
+        if (r)
+        {
+            auto answer = std::move(*r);
+            co_await reject(std::move(answer), std::move(id));
+        }
+        co_return false;
     }
 
+    // Requests one after another until one of them, or the client, ends the connection.
+    // One coroutine frame for the connection's life: reading, parsing and answering a
+    // request allocate no frame of their own (the router's and the handler's aside);
+    // only rare paths (bodies, rejections) call coroutines of their own.
+    asio::awaitable<void> serve()
+    {
+        for (;;)
+        {
+            // The header: read until it is whole (RFC 9112 §2.2: leading empty lines skipped).
+            detail::header_scan scan;
+            std::size_t resume = 0;
+            bool started = false;
+            bool have_header = false;
+            for (;;)
+            {
+                scan = detail::scan_header(buffered(), srv_->limits, resume);
+                if (scan.state == detail::header_scan::complete)
+                {
+                    have_header = true;
+                    break;
+                }
+                if (scan.state == detail::header_scan::rejected)
+                {
+                    co_await reject(*scan.error);
+                    break;
+                }
+                bool has_bytes = buffered().size() > scan.skip;
+                if (!has_bytes)
+                {
+                    idle_ = true;
+                    if (srv_->stopping.load())
+                        break;
+                    set_io_deadline(clock_type::now() + srv_->opts.idle_timeout);
+                    // An idle keep-alive connection keeps a small read buffer only: a big
+                    // one, grown for a big request, goes back now. (Waiting for readability
+                    // with no buffer at all would cost an epoll_ctl per request: asio
+                    // re-arms the descriptor for every wait.)
+                    if (buffer_.size() == 0 && buffer_.capacity() > small_read)
+                        buffer_.shrink_to_fit();
+                }
+                else if (!started)
+                {
+                    // The header clock starts with its first byte.
+                    started = true;
+                    set_io_deadline(clock_type::now() + srv_->opts.header_timeout);
+                }
+                auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(read_room()), use_tuple);
+                idle_ = false;
+                if (ec)
+                {
+                    if (timed_out_ && buffered().size() > scan.skip && !srv_->stopping.load())
+                    {
+                        timed_out_ = false;
+                        detail::rejection r{http::status::request_timeout, "the request header took too long"};
+                        co_await reject(std::move(r));
+                    }
+                    break;
+                }
+                buffer_.commit(n);
+            }
+            if (!have_header)
+                break;
+
+            auto started_at = clock_type::now();
+            io_deadline_ = never;
+            buffer_.consume(scan.skip);
+            auto header_bytes = buffered().substr(0, scan.end - scan.skip);
+            if (auto r = detail::check_header_bytes(header_bytes, srv_->limits))
+            {
+                co_await reject(*r);
+                break;
+            }
+
+            // The parser and the request live in the connection: the frame stays small.
+            auto& parser = parser_.emplace();
+            parser.header_limit(static_cast<std::uint32_t>(header_bytes.size() + 1));
+            parser.body_limit(boost::none); // checked below, once the framing is known to be sane
+            parser.eager(false);
+            error_code pec;
+            auto used = parser.put(asio::buffer(header_bytes.data(), header_bytes.size()), pec);
+            if (pec || !parser.is_header_done())
+            {
+                detail::rejection r{http::status::bad_request,
+                                    "malformed request: " + (pec ? pec.message() : std::string{"incomplete header"})};
+                co_await reject(std::move(r));
+                break;
+            }
+            buffer_.consume(used);
+
+            auto& head = parser.get();
+            // From here on the header is parsed: even a rejection echoes the client's id.
+            std::string id;
+            if (auto given = head["X-Request-Id"]; sane_request_id({given.data(), given.size()}))
+                id.assign(given.data(), given.size());
+            else
+                id = srv_->next_id();
+            if (auto r = detail::check_framing(head))
+            {
+                co_await reject(*r, id);
+                break;
+            }
+            if (auto len = parser.content_length(); len && *len > srv_->opts.body_limit)
+            {
+                detail::rejection r{http::status::payload_too_large,
+                                    "body of " + std::to_string(*len) + " bytes is over the limit of " +
+                                        std::to_string(srv_->opts.body_limit)};
+                co_await reject(std::move(r), id);
+                break;
+            }
+            if (!parser.is_done() || !head[http::field::expect].empty())
+            {
+                bool body_ok = co_await read_body(parser, id);
+                if (!body_ok)
+                    break;
+            }
+
+            srv_->requests.fetch_add(1, std::memory_order_relaxed);
+            auto& req = req_.emplace(parser.release(), std::move(id), started_at + srv_->opts.request_timeout,
+                                     srv_->log.get(), remote_);
+            parser_.reset();
+
+            // The handler runs under the request deadline; past it, its awaits are cancelled
+            // and the answer is 504 whatever it returns.
+            deadline_hit_ = false;
+            request_deadline_ = req.deadline();
+            arm(request_deadline_);
+            response res = co_await srv_->routes->dispatch(req);
+            request_deadline_ = never;
+            if (closing_)
+                break;
+            // A deadline that fired left the coroutine's cancellation state cancelled: clear
+            // it before the next request's I/O. (Nothing else emits while a request runs but
+            // force_close, which ends the connection.)
+            if (deadline_hit_)
+                co_await asio::this_coro::reset_cancellation_state();
+            if (deadline_hit_)
+                res = problem(http::status::gateway_timeout,
+                              "the request took longer than " + std::to_string(srv_->opts.request_timeout.count()) +
+                                  " ms");
+
+            bool keep = req.message().keep_alive() && res.keep_alive() && !srv_->draining.load();
+            finish_response(res, req);
+            std::size_t sent = 0;
+            error_code wec;
+            set_io_deadline(clock_type::now() + srv_->opts.write_timeout);
+            if (res.chunked())
+            {
+                // Rare (a handler asked for chunked framing): Beast encodes the chunks.
+                decorate(res, req.id(), keep, req.message().version());
+                auto [e, n] = co_await http::async_write(stream_, res, use_tuple);
+                wec = e;
+                sent = n;
+            }
+            else
+            {
+                serialize_head(res, req.id(), keep, req.message().version());
+                std::array<asio::const_buffer, 2> bufs{asio::buffer(head_), asio::buffer(res.body())};
+                auto [e, n] = co_await asio::async_write(stream_, bufs, use_tuple);
+                wec = e;
+                sent = n;
+            }
+            io_deadline_ = never;
+            if (srv_->log->access_enabled())
+                log_access(res, req, sent, started_at);
+            req_.reset();
+            if (wec || !keep)
+                break;
+        }
+    }
+
+    // Date, Server and X-Request-Id are the server's; Connection follows `keep`.
     void decorate(response& res, std::string_view id, bool keep, unsigned request_version)
     {
         res.version(11);
@@ -472,9 +574,75 @@ private:
             res.set(http::field::connection, "keep-alive");
     }
 
-    asio::awaitable<bool> send(response& res, const request& req, bool keep, clock_type::time_point started_at)
+    // The status line and fields, written by hand into a buffer the connection keeps:
+    // Beast's serializer is general (chunked bodies, views over views) and costs more
+    // than the whole response here. The same bytes as `decorate` + Beast's serializer,
+    // except that Date, Server and X-Request-Id come first.
+    void serialize_head(response& res, std::string_view id, bool keep, unsigned request_version)
     {
-        decorate(res, req.id(), keep, req.message().version());
+        using namespace std::string_view_literals;
+        res.version(11);
+        // `keep` holds only when the response itself allows keep-alive (no "close"
+        // token): then Beast's keep_alive(true) would change nothing.
+        if (!keep)
+            res.keep_alive(false);
+        else if (request_version < 11)
+            res.set(http::field::connection, "keep-alive");
+        auto& out = head_;
+        out.clear();
+        out.append("HTTP/1.1 "sv);
+        char code[8];
+        auto [end, cec] = std::to_chars(code, code + sizeof code, res.result_int());
+        out.append(code, end);
+        out += ' ';
+        auto reason = res.reason();
+        out.append(reason.data(), reason.size());
+        out.append("\r\n"sv);
+        out.append(date_and_server());
+        out.append("X-Request-Id: "sv);
+        out.append(id);
+        out.append("\r\n"sv);
+        for (auto& f : res)
+        {
+            auto name = f.name();
+            auto name_text = f.name_string();
+            if (name == http::field::date || name == http::field::server ||
+                (name == http::field::unknown && beast::iequals(name_text, "X-Request-Id")))
+                continue;
+            out.append(name_text.data(), name_text.size());
+            out.append(": "sv);
+            auto value = f.value();
+            out.append(value.data(), value.size());
+            out.append("\r\n"sv);
+        }
+        out.append("\r\n"sv);
+    }
+
+    // Writes `res` (its body only when `with_body`); the bytes written, or the error.
+    asio::awaitable<std::tuple<error_code, std::size_t>> write_response(response& res, std::string_view id,
+                                                                        bool keep, unsigned request_version)
+    {
+        set_io_deadline(clock_type::now() + srv_->opts.write_timeout);
+        std::tuple<error_code, std::size_t> result;
+        if (res.chunked())
+        {
+            // Rare (a handler asked for chunked framing): Beast encodes the chunks.
+            decorate(res, id, keep, request_version);
+            result = co_await http::async_write(stream_, res, use_tuple);
+        }
+        else
+        {
+            serialize_head(res, id, keep, request_version);
+            std::array<asio::const_buffer, 2> bufs{asio::buffer(head_), asio::buffer(res.body())};
+            result = co_await asio::async_write(stream_, bufs, use_tuple);
+        }
+        io_deadline_ = never;
+        co_return result;
+    }
+
+    // The framing of a routed request's response (after every hook), and HEAD's empty body.
+    void finish_response(response& res, const request& req)
+    {
         finish_payload(res);
         if (req.method() == http::verb::head)
         {
@@ -484,17 +652,14 @@ private:
             if (res.has_content_length())
                 res.content_length(n);
         }
-        set_io_deadline(clock_type::now() + srv_->opts.write_timeout);
-        auto [ec, n] = co_await http::async_write(stream_, res, use_tuple);
-        io_deadline_ = never;
-        if (srv_->log->access_enabled())
-        {
-            auto method = req.message().method_string();
-            srv_->log->access({remote_, {method.data(), method.size()}, req.target(), res.result_int(), n,
-                               std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - started_at),
-                               req.id()});
-        }
-        co_return !ec;
+    }
+
+    void log_access(const response& res, const request& req, std::size_t bytes, clock_type::time_point started_at)
+    {
+        auto method = req.message().method_string();
+        srv_->log->access({remote_, {method.data(), method.size()}, req.target(), res.result_int(), bytes,
+                           std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - started_at),
+                           req.id()});
     }
 
     // Answers a request that never reaches the router; the caller then closes.
@@ -503,14 +668,11 @@ private:
     // `id`: the request's id once its header is parsed; empty before (a fresh one is made).
     asio::awaitable<void> reject(detail::rejection r, std::string id = {})
     {
-        srv_->requests.fetch_add(1);
+        srv_->requests.fetch_add(1, std::memory_order_relaxed);
         if (id.empty())
             id = srv_->next_id();
         auto res = problem(r.status, r.detail);
-        decorate(res, id, false, 11);
-        set_io_deadline(clock_type::now() + srv_->opts.write_timeout);
-        auto [ec, n] = co_await http::async_write(stream_, res, use_tuple);
-        io_deadline_ = never;
+        auto [ec, n] = co_await write_response(res, id, false, 11);
         if (srv_->log->access_enabled())
             srv_->log->access({remote_, "-", "-", res.result_int(), n, {}, id});
     }
@@ -550,6 +712,9 @@ private:
     Stream stream_;
     asio::steady_timer watchdog_;
     beast::flat_buffer buffer_;
+    std::optional<http::request_parser<http::string_body>> parser_;
+    std::optional<request> req_;
+    std::string head_; // the response's status line and fields, reused
     asio::cancellation_signal cancel_;
     std::string remote_;
     clock_type::time_point armed_ = never;
@@ -604,7 +769,7 @@ asio::awaitable<void> detail::server_state::accept_loop()
     asio::steady_timer backoff{strand};
     for (;;)
     {
-        auto [ec, socket] = co_await acceptor.async_accept(asio::any_io_executor{asio::make_strand(ex)}, use_tuple);
+        auto [ec, socket] = co_await acceptor.async_accept(connection_executor(), use_tuple);
         if (stopping.load() || !acceptor.is_open())
             break;
         if (ec)
@@ -636,8 +801,16 @@ asio::awaitable<void> detail::server_state::accept_loop()
 }
 
 server::server(asio::any_io_executor ex, std::shared_ptr<const router> routes, server_options options)
-    : impl_(std::make_shared<detail::server_state>(std::move(ex), std::move(routes), std::move(options)))
+    : server(std::vector<asio::any_io_executor>{std::move(ex)}, std::move(routes), std::move(options))
 {
+}
+
+server::server(std::vector<asio::any_io_executor> executors, std::shared_ptr<const router> routes,
+               server_options options)
+{
+    if (executors.empty())
+        throw std::invalid_argument("coroute::server needs at least one executor");
+    impl_ = std::make_shared<detail::server_state>(std::move(executors), std::move(routes), std::move(options));
 }
 
 server::~server()
@@ -738,16 +911,22 @@ logger& server::log() const noexcept
 
 namespace {
 
+// The health answers are constant: no JSON document is built for them.
+response status_ok()
+{
+    return make_response(http::status::ok, "application/json", R"({"status":"ok"})");
+}
+
 asio::awaitable<response> healthz(request&)
 {
-    co_return json_response(http::status::ok, {{"status", "ok"}});
+    co_return status_ok();
 }
 
 asio::awaitable<response> readyz(const server* srv)
 {
     if (srv->draining())
         co_return problem(http::status::service_unavailable, "the server is shutting down");
-    co_return json_response(http::status::ok, {{"status", "ok"}});
+    co_return status_ok();
 }
 
 } // namespace

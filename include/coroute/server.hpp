@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 namespace coroute {
 
@@ -52,6 +53,8 @@ struct server_stats
 ///
 /// It owns no threads: every connection is a coroutine on a strand of the executor
 /// given at construction, so it joins whatever `io_context` the program already runs.
+/// (On an `io_context` made with a concurrency hint of 1, which promises that one thread
+/// runs it, connections need no strand and get none.)
 /// Keep-alive, pipelining (answered in order), `Expect: 100-continue`, HEAD, strict
 /// RFC 9112 framing and the limits of `server_options` are handled here; handlers
 /// only see complete, valid requests. Every response carries `Date`,
@@ -65,6 +68,15 @@ class server
 {
 public:
     server(asio::any_io_executor ex, std::shared_ptr<const router> routes, server_options options = {});
+
+    /// A server whose connections are spread, round robin, over `executors`; the
+    /// acceptor and the server's own work run on the first. Give it one executor per
+    /// thread (an `io_context` per thread) and a connection's handlers never leave
+    /// its thread: no contention between threads on the scheduler, the heap or a
+    /// strand. Each connection still has its own strand, so an executor run by
+    /// several threads is safe too. Throws std::invalid_argument when `executors` is empty.
+    server(std::vector<asio::any_io_executor> executors, std::shared_ptr<const router> routes,
+           server_options options = {});
     ~server();
     server(const server&) = delete;
     server& operator=(const server&) = delete;
