@@ -30,6 +30,8 @@
 #include <random>
 #include <unordered_map>
 
+#include <sys/socket.h>
+
 namespace coroute {
 
 using tcp = asio::ip::tcp;
@@ -310,6 +312,42 @@ private:
         arm(std::min(io_deadline_, request_deadline_));
     }
 
+    // While a handler runs nobody reads the socket. A socket that turns readable with
+    // nothing to read (a FIN) means the client left: the handler's waits are cancelled.
+    // Plain TCP only: over TLS a FIN hides behind a close_notify record.
+    void watch_peer()
+    {
+        if constexpr (!is_tls<Stream>)
+        {
+            if (!srv_->opts.cancel_on_disconnect || buffer_.size() > 0)
+                return; // not asked for, or pipelined bytes are waiting: the client is there
+            auto gen = ++watch_gen_;
+            socket().async_wait(tcp::socket::wait_read, [self = this->shared_from_this(), gen](error_code ec) {
+                if (ec || gen != self->watch_gen_)
+                    return;
+                char c;
+                auto n = ::recv(self->socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+                if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+                {
+                    self->peer_gone_ = true;
+                    self->cancel_.emit(asio::cancellation_type::terminal);
+                }
+            });
+        }
+    }
+
+    void stop_watching_peer()
+    {
+        if constexpr (!is_tls<Stream>)
+        {
+            if (!srv_->opts.cancel_on_disconnect)
+                return;
+            ++watch_gen_;
+            error_code ec;
+            socket().cancel(ec); // only the readability wait is pending here
+        }
+    }
+
     void finish()
     {
         closing_ = true;
@@ -516,12 +554,23 @@ private:
             // The handler runs under the request deadline; past it, its awaits are cancelled
             // and the answer is 504 whatever it returns.
             deadline_hit_ = false;
+            peer_gone_ = false;
             request_deadline_ = req.deadline();
             arm(request_deadline_);
+            watch_peer();
             response res = co_await srv_->routes->dispatch(req);
+            stop_watching_peer();
             request_deadline_ = never;
             if (closing_)
                 break;
+            if (peer_gone_)
+            {
+                // Logged as nginx does, 499: the client closed the connection first.
+                res.result(499);
+                if (srv_->log->access_enabled())
+                    log_access(res, req, 0, started_at);
+                break;
+            }
             // A deadline that fired left the coroutine's cancellation state cancelled: clear
             // it before the next request's I/O. (Nothing else emits while a request runs but
             // force_close, which ends the connection.)
@@ -723,6 +772,8 @@ private:
     bool idle_ = false;
     bool timed_out_ = false;
     bool deadline_hit_ = false;
+    bool peer_gone_ = false;
+    std::uint64_t watch_gen_ = 0;
     bool closing_ = false;
 };
 

@@ -34,6 +34,10 @@ struct server_options
     std::chrono::milliseconds request_timeout{30'000};  ///< handler deadline (504 past it)
     std::chrono::milliseconds handshake_timeout{10'000}; ///< TLS handshake
     std::size_t max_connections = 16'384;       ///< open connections; more are closed at once
+    /// Watch the socket while a handler runs and cancel the handler when the client
+    /// leaves (plain TCP). Off by default: it costs one more epoll registration per
+    /// request, about a fifth of the throughput of the smallest requests.
+    bool cancel_on_disconnect = false;
     /// Serve HTTPS with this context when set.
     std::shared_ptr<asio::ssl::context> tls;
     /// Where diagnostics and the access log go; a default logger when null.

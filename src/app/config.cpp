@@ -105,6 +105,15 @@ const std::vector<option_spec>& options()
              c.access_log = v == "on";
              return true;
          }},
+        {"cancel-on-disconnect", "on|off",
+         "cancel a handler when its client disconnects (costs ~20 % on the smallest requests)",
+         [](const config& c) { return c.server.cancel_on_disconnect ? "on" : "off"; },
+         [](config& c, std::string_view v) {
+             if (v != "on" && v != "off")
+                 return false;
+             c.server.cancel_on_disconnect = v == "on";
+             return true;
+         }},
         {"tls-cert", "FILE", "serve HTTPS with this PEM certificate chain (with --tls-key)",
          [](const config& c) { return c.tls_cert; },
          [](config& c, std::string_view v) {

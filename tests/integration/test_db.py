@@ -129,6 +129,18 @@ class DatabaseOptions(unittest.TestCase):
             self.assertGreaterEqual(took, 0.29)
             self.assertLess(took, 3.0)
 
+    def test_a_client_that_leaves_cancels_its_query(self):
+        with Server("--cancel-on-disconnect", "on") as s:
+            c = s.connect()
+            c.send(b"GET /api/db?delay_ms=5000 HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(0.3)  # the query is in its 5 s wait by now
+            c.close()
+            closed = time.monotonic()
+            line = s.wait_for_stdout(lambda l: '"GET /api/db?delay_ms=5000" 499' in l, timeout=3.0)
+            self.assertIsNotNone(line, s.output())
+            self.assertLess(time.monotonic() - closed, 3.0)
+            self.assertEqual(s.request("GET", "/healthz").status, 200)
+
     def test_sigterm_lets_a_slow_request_finish_before_exiting_zero(self):
         s = Server("--access-log", "off").start()
         try:
