@@ -43,6 +43,21 @@ asio::awaitable<response> slow(request&)
     co_return make_response(http::status::ok, "text/plain", "late");
 }
 
+// A plain blocking client on its own io_context.
+http::response<http::string_body> blocking_get(unsigned short port, std::string target)
+{
+    asio::io_context client;
+    tcp::socket s{client};
+    s.connect({asio::ip::make_address("127.0.0.1"), port});
+    http::request<http::empty_body> req{http::verb::get, target, 11};
+    req.set(http::field::host, "localhost");
+    http::write(s, req);
+    beast::flat_buffer buf;
+    http::response<http::string_body> res;
+    http::read(s, buf, res);
+    return res;
+}
+
 // An existing Asio program: its own io_context and threads, with coroute added to it.
 struct embedded
 {
@@ -64,20 +79,7 @@ struct embedded
         thread.join();
     }
 
-    // A plain blocking client on its own io_context.
-    http::response<http::string_body> get(std::string target)
-    {
-        asio::io_context client;
-        tcp::socket s{client};
-        s.connect({asio::ip::make_address("127.0.0.1"), port});
-        http::request<http::empty_body> req{http::verb::get, target, 11};
-        req.set(http::field::host, "localhost");
-        http::write(s, req);
-        beast::flat_buffer buf;
-        http::response<http::string_body> res;
-        http::read(s, buf, res);
-        return res;
-    }
+    http::response<http::string_body> get(std::string target) { return blocking_get(port, std::move(target)); }
 
     asio::io_context ioc;
     std::shared_ptr<router> routes = std::make_shared<router>();
@@ -170,19 +172,7 @@ struct per_thread
             t.join();
     }
 
-    http::response<http::string_body> get(std::string target)
-    {
-        asio::io_context client;
-        tcp::socket s{client};
-        s.connect({asio::ip::make_address("127.0.0.1"), port});
-        http::request<http::empty_body> req{http::verb::get, target, 11};
-        req.set(http::field::host, "localhost");
-        http::write(s, req);
-        beast::flat_buffer buf;
-        http::response<http::string_body> res;
-        http::read(s, buf, res);
-        return res;
-    }
+    http::response<http::string_body> get(std::string target) { return blocking_get(port, std::move(target)); }
 
     asio::io_context contexts[2]{asio::io_context{1}, asio::io_context{1}};
     std::shared_ptr<router> routes = std::make_shared<router>();
