@@ -2,6 +2,8 @@
 
 #include "detail.hpp"
 
+#include <boost/beast/core/string.hpp>
+
 #include <vector>
 
 namespace coroute::detail {
@@ -39,6 +41,85 @@ std::optional<std::string_view> target_of(std::string_view line)
     if (sp2 == std::string_view::npos)
         return std::nullopt;
     return rest.substr(0, sp2);
+}
+
+// RFC 9112 §3: method SP request-target SP HTTP-version, checked as soon as the line is
+// whole so that a line that cannot be valid is answered at once, not at the header
+// timeout. The target's own grammar is the router's; here it is any run of visible
+// characters.
+std::optional<rejection> check_request_line(std::string_view line)
+{
+    if (!line.empty() && line.back() == '\r')
+        line.remove_suffix(1);
+    auto sp1 = line.find(' ');
+    if (sp1 == 0 || sp1 == std::string_view::npos)
+        return bad("malformed request line");
+    for (unsigned char c : line.substr(0, sp1))
+        if (!is_tchar(c))
+            return bad("malformed request method");
+    auto rest = line.substr(sp1 + 1);
+    auto sp2 = rest.find(' ');
+    if (sp2 == 0 || sp2 == std::string_view::npos)
+        return bad("malformed request line");
+    for (unsigned char c : rest.substr(0, sp2))
+        if (c <= 0x20 || c == 0x7f)
+            return bad("malformed request target");
+    auto version = rest.substr(sp2 + 1);
+    if (version.size() != 8 || version.substr(0, 5) != "HTTP/" || version[6] != '.' || version[5] < '0' ||
+        version[5] > '9' || version[7] < '0' || version[7] > '9')
+        return bad("malformed HTTP version in the request line");
+    return std::nullopt;
+}
+
+// RFC 9110 §7.2: Host = uri-host [ ":" port ], with uri-host as RFC 3986 §3.2.2 has it
+// (an IP-literal in brackets, or a reg-name of unreserved, sub-delims and
+// percent-encoded octets, which also covers IPv4) and port = *DIGIT. No userinfo.
+bool valid_host(std::string_view v)
+{
+    auto is_unreserved_or_sub = [](unsigned char c) {
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+            return true;
+        return std::string_view{"-._~!$&'()*+,;="}.find(static_cast<char>(c)) != std::string_view::npos;
+    };
+    auto is_hex = [](unsigned char c) {
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+    };
+    std::string_view host = v, port;
+    if (!v.empty() && v.front() == '[')
+    {
+        auto close = v.find(']');
+        if (close == std::string_view::npos || close < 3)
+            return false;
+        for (unsigned char c : v.substr(1, close - 1))
+            if (!is_hex(c) && c != ':' && c != '.' && !(c == 'v' || c == 'V'))
+                return false;
+        auto after = v.substr(close + 1);
+        if (!after.empty() && after.front() != ':')
+            return false;
+        port = after.empty() ? after : after.substr(1);
+        host = {};
+    }
+    else if (auto colon = v.find(':'); colon != std::string_view::npos)
+    {
+        host = v.substr(0, colon);
+        port = v.substr(colon + 1);
+    }
+    for (std::size_t i = 0; i < host.size(); ++i)
+    {
+        unsigned char c = host[i];
+        if (c == '%')
+        {
+            if (i + 2 >= host.size() || !is_hex(host[i + 1]) || !is_hex(host[i + 2]))
+                return false;
+            i += 2;
+        }
+        else if (!is_unreserved_or_sub(c))
+            return false;
+    }
+    for (unsigned char c : port)
+        if (c < '0' || c > '9')
+            return false;
+    return true;
 }
 
 // Splits a comma-separated field value list (RFC 9110 §5.6.1), dropping empty elements.
@@ -106,6 +187,12 @@ header_scan scan_header(std::string_view buf, const header_limits& limits, std::
     {
         r.state = header_scan::rejected;
         r.error = bad("request line too long");
+        return r;
+    }
+    if (auto e = check_request_line(line))
+    {
+        r.state = header_scan::rejected;
+        r.error = std::move(e);
         return r;
     }
 
@@ -210,6 +297,8 @@ std::optional<rejection> check_framing(const http::request_header<>& h)
         {
         case http::field::host:
             ++hosts;
+            if (!valid_host(trim(value)))
+                return bad("the Host header is not a valid host[:port]");
             break;
         case http::field::transfer_encoding:
             has_te = true;
@@ -238,11 +327,11 @@ std::optional<rejection> check_framing(const http::request_header<>& h)
             return bad("Transfer-Encoding in an HTTP/1.0 request");
         if (has_cl)
             return bad("both Transfer-Encoding and Content-Length");
-        if (codings.empty() || !iequals(codings.back(), "chunked"))
+        if (codings.empty() || !beast::iequals(codings.back(), "chunked"))
             return bad("Transfer-Encoding must end with chunked");
         for (std::size_t i = 0; i + 1 < codings.size(); ++i)
         {
-            if (iequals(codings[i], "chunked"))
+            if (beast::iequals(codings[i], "chunked"))
                 return bad("chunked applied more than once");
         }
         if (codings.size() > 1)

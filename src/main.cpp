@@ -86,6 +86,7 @@ int main(int argc, char** argv)
 
         server_options opts = cfg.server;
         opts.log = log;
+        opts.strand_per_connection = threads > 1; // one thread runs the io_context: no strands needed
         if (!cfg.tls_cert.empty())
             opts.tls = make_server_tls_context(cfg.tls_cert, cfg.tls_key);
         server srv{ioc.get_executor(), routes, opts};

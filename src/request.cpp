@@ -1,4 +1,7 @@
+// The request a handler sees.
 #include <coroute/request.hpp>
+
+#include <coroute/problem.hpp>
 
 #include <algorithm>
 
@@ -39,6 +42,12 @@ std::optional<std::string_view> request::query(std::string_view key) const
         if (k == key)
             return std::string_view{v};
     return std::nullopt;
+}
+
+response request::bad_parameter(std::string_view name, std::string_view value, std::string_view rule)
+{
+    return problem(http::status::bad_request,
+                   std::string{name} + " " + std::string{rule} + ", not '" + std::string{value} + "'");
 }
 
 std::chrono::milliseconds request::time_left() const noexcept

@@ -1,10 +1,15 @@
+// The route tree and the hook pipeline.
 #include <coroute/router.hpp>
 
+#include <coroute/error.hpp>
 #include <coroute/log.hpp>
 #include <coroute/problem.hpp>
 
+#include "target.hpp"
+
+#include <boost/asio/this_coro.hpp>
 #include <boost/container/small_vector.hpp>
-#include <boost/url/parse.hpp>
+#include <boost/system/system_error.hpp>
 
 #include <algorithm>
 #include <map>
@@ -24,6 +29,7 @@ struct node
     std::map<std::string, std::unique_ptr<node>, std::less<>> statics;
     std::unique_ptr<node> param;
     std::string param_name;
+    std::string route; // the template that ends here ("/api/items/{id}")
     std::vector<std::pair<http::verb, handler>> handlers;
 
     const handler* find(http::verb v) const
@@ -85,29 +91,52 @@ void collect(const node& n, const segment_list& segs, std::size_t i, request::pa
     }
 }
 
-// The handler for `method` (GET's for HEAD) on the first route, in the order `collect`
-// lists them, that has one: the common case, found without collecting every match.
-const handler* first_handler(const node& n, const segment_list& segs, std::size_t i,
-                             http::verb method, request::param_list& params)
+// The route, in the order `collect` lists them, that has a handler for `method`
+// (GET's for HEAD): the common case, found without collecting every match.
+const node* first_route(const node& n, const segment_list& segs, std::size_t i, http::verb method,
+                        request::param_list& params)
 {
     if (i == segs.size())
     {
-        const handler* h = n.find(method);
-        if (!h && method == http::verb::head)
-            h = n.find(http::verb::get);
-        return h;
+        if (n.find(method) || (method == http::verb::head && n.find(http::verb::get)))
+            return &n;
+        return nullptr;
     }
     if (auto it = n.statics.find(segs[i]); it != n.statics.end())
-        if (auto h = first_handler(*it->second, segs, i + 1, method, params))
-            return h;
+        if (auto r = first_route(*it->second, segs, i + 1, method, params))
+            return r;
     if (n.param && !segs[i].empty())
     {
         params.emplace_back(n.param_name, segs[i]);
-        if (auto h = first_handler(*n.param, segs, i + 1, method, params))
-            return h;
+        if (auto r = first_route(*n.param, segs, i + 1, method, params))
+            return r;
         params.pop_back();
     }
     return nullptr;
+}
+
+const handler* handler_of(const node& n, http::verb method)
+{
+    const handler* h = n.find(method);
+    if (!h && method == http::verb::head)
+        h = n.find(http::verb::get);
+    return h;
+}
+
+// "/" → {}, "/a/b" → {"a","b"}, "/a/" → {"a",""}: views into a normalized path.
+void split_path(std::string_view path, segment_list& segs)
+{
+    path.remove_prefix(1);
+    if (path.empty())
+        return;
+    for (;;)
+    {
+        auto slash = path.find('/');
+        segs.push_back(path.substr(0, slash));
+        if (slash == std::string_view::npos)
+            break;
+        path.remove_prefix(slash + 1);
+    }
 }
 
 std::vector<http::verb> allowed_of(const std::vector<match>& matches)
@@ -127,113 +156,6 @@ std::vector<http::verb> allowed_of(const std::vector<match>& matches)
             if (std::find(out.begin(), out.end(), v) == out.end())
                 out.push_back(v);
     return out;
-}
-
-// Characters of an origin-form target that need no decoding and no validation beyond
-// this check (RFC 3986 pchar without '%', plus '/' and '?'): such a target is split by
-// hand; anything else (percent escapes, absolute-form, a fragment, bad characters) goes
-// through Boost.URL, which decodes it or finds it malformed.
-constexpr bool plain_target_char(unsigned char c)
-{
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return true;
-    switch (c)
-    {
-    case '-': case '.': case '_': case '~': case '!': case '$': case '&': case '\'': case '(': case ')':
-    case '*': case '+': case ',': case ';': case '=': case ':': case '@': case '/': case '?':
-        return true;
-    default:
-        return false;
-    }
-}
-
-bool is_plain_target(std::string_view t)
-{
-    // "//x" would be an authority, not a path: Boost.URL's business.
-    if (t.empty() || t.front() != '/' || (t.size() > 1 && t[1] == '/'))
-        return false;
-    for (unsigned char c : t)
-        if (!plain_target_char(c))
-            return false;
-    return true;
-}
-
-// A query key or value as Boost.URL's params() decodes it: '+' is a space.
-std::string plus_as_space(std::string_view s)
-{
-    std::string out{s};
-    for (auto& c : out)
-        if (c == '+')
-            c = ' ';
-    return out;
-}
-
-// Fills the request's decoded path and query from its target, and `segs` with the
-// decoded path segments ("/" → {}, "/a/" → {"a", ""}); `storage` owns decoded text
-// that `segs` points into. False when the target is not a valid one.
-bool parse_target(request& req, segment_list& segs, std::vector<std::string>& storage)
-{
-    auto target = req.target();
-    auto& q = req.mutable_query();
-    q.clear();
-    if (is_plain_target(target))
-    {
-        auto qpos = target.find('?');
-        auto path = target.substr(0, qpos);
-        req.set_path(std::string{path});
-        // The segments point into the request's path, which outlives routing.
-        std::string_view rest{req.path()};
-        rest.remove_prefix(1);
-        if (!rest.empty())
-        {
-            for (;;)
-            {
-                auto slash = rest.find('/');
-                segs.push_back(rest.substr(0, slash));
-                if (slash == std::string_view::npos)
-                    break;
-                rest.remove_prefix(slash + 1);
-            }
-        }
-        if (qpos != std::string_view::npos)
-        {
-            auto query = target.substr(qpos + 1);
-            for (;;)
-            {
-                auto amp = query.find('&');
-                auto param = query.substr(0, amp);
-                auto eq = param.find('=');
-                q.emplace_back(plus_as_space(param.substr(0, eq)),
-                               eq == std::string_view::npos ? std::string{} : plus_as_space(param.substr(eq + 1)));
-                if (amp == std::string_view::npos)
-                    break;
-                query.remove_prefix(amp + 1);
-            }
-        }
-        return true;
-    }
-
-    auto parsed = boost::urls::parse_uri_reference(boost::core::string_view{target.data(), target.size()});
-    if (!parsed)
-        return false;
-    auto& u = *parsed;
-    if (!u.is_path_absolute())
-        return false;
-    std::string path;
-    for (auto seg : u.segments())
-    {
-        path += '/';
-        path += seg;
-        storage.push_back(std::string(seg));
-    }
-    for (auto& seg : storage)
-        segs.push_back(seg);
-    if (path.empty())
-        path = "/";
-    req.set_path(std::move(path));
-    for (auto p : u.params())
-        q.emplace_back(std::string(p.key), p.has_value ? std::string(p.value) : std::string{});
-    return true;
 }
 
 asio::awaitable<response> no_route(request& req)
@@ -259,7 +181,8 @@ struct router::impl
         return out;
     }
 
-    // Routing without suspending: the handler to run, or the answer when there is none
+    // Routing without suspending: fills the request's path, query, route and
+    // parameters, and gives the handler to run, or the answer when there is none
     // (400, 405, OPTIONS). Null handler and empty answer: the fallback's turn.
     const handler* select(request& req, std::optional<response>& answer) const
     {
@@ -269,25 +192,26 @@ struct router::impl
             res.set(http::field::allow, allow_header({method_order, method_order + std::size(method_order)}));
             return nullptr;
         }
-        segment_list segs;
-        std::vector<std::string> storage;
-        if (!parse_target(req, segs, storage))
+        if (!detail::parse_target(req.target(), req.path_, req.query_))
         {
             answer.emplace(problem(http::status::bad_request, "malformed request target"));
             return nullptr;
         }
+        segment_list segs;
+        split_path(req.path_, segs);
 
         auto method = req.method();
-        request::param_list params;
-        if (auto h = first_handler(root, segs, 0, method, params))
+        if (auto n = first_route(root, segs, 0, method, req.params_))
         {
-            req.mutable_params() = std::move(params);
-            return h;
+            req.route_ = n->route;
+            return handler_of(*n, method);
         }
         auto matches = find(segs);
         if (matches.empty())
             return &fallback;
 
+        req.route_ = matches.front().n->route;
+        req.params_ = matches.front().params;
         auto allow = allow_header(allowed_of(matches));
         if (method == http::verb::options)
         {
@@ -348,6 +272,7 @@ router& router::route(http::verb method, std::string_view path, handler h)
     if (n->find(method))
         throw std::invalid_argument("duplicate route " + std::string{http::to_string(method)} + " " +
                                     std::string{path});
+    n->route = std::string{path};
     n->handlers.emplace_back(method, std::move(h));
     return *this;
 }
@@ -378,13 +303,12 @@ router& router::fallback(handler h)
 
 std::vector<http::verb> router::allowed(std::string_view path) const
 {
-    std::vector<std::string> storage;
-    auto parsed = boost::urls::parse_origin_form(boost::core::string_view{path.data(), path.size()});
-    if (!parsed)
+    std::string normalized;
+    request::param_list query;
+    if (!detail::parse_target(path, normalized, query))
         return {};
-    for (auto seg : parsed->segments())
-        storage.push_back(std::string(seg));
-    segment_list segs{storage.begin(), storage.end()};
+    segment_list segs;
+    split_path(normalized, segs);
     auto matches = impl_->find(segs);
     if (matches.empty())
         return {};
@@ -417,39 +341,68 @@ response internal_error()
     return problem(http::status::internal_server_error, "the server failed to answer this request");
 }
 
+// A cancelled wait is the request's deadline or its client leaving, not a bug.
+bool is_cancellation(std::exception_ptr e)
+{
+    try
+    {
+        std::rethrow_exception(e);
+    }
+    catch (const boost::system::system_error& se)
+    {
+        return se.code() == asio::error::operation_aborted;
+    }
+    catch (...)
+    {
+        return false;
+    }
+}
+
 } // namespace
 
 asio::awaitable<response> router::dispatch(request& req) const
 {
     std::exception_ptr error;
     std::optional<response> res;
+    // Routing first: the before-hooks see the path, route and parameters the handler will.
+    const handler* h = impl_->select(req, res);
     try
     {
-        // Before-hooks, routing and the handler in this one coroutine: each coroutine
-        // frame is an allocation per request.
-        for (auto& h : impl_->befores)
+        for (auto& hook : impl_->befores)
         {
-            auto early = co_await h(req);
+            auto early = co_await hook(req);
             if (early)
             {
                 res.emplace(std::move(*early));
+                h = nullptr;
                 break;
             }
         }
-        if (!res)
-        {
-            const handler* h = impl_->select(req, res);
-            if (h)
-                res.emplace(co_await (*h)(req));
-        }
+        if (h)
+            res.emplace(co_await (*h)(req));
     }
     catch (...)
     {
         error = std::current_exception();
     }
-    if (error)
+
+    // The server cancels a handler's waits at its deadline or when its client leaves:
+    // the answer is then 504 (or 499) whatever the handler made of it, decided here,
+    // before the after-hooks, so they see what the client will.
+    auto cs = co_await asio::this_coro::cancellation_state;
+    auto cancelled = cs.cancelled();
+    if (cancelled != asio::cancellation_type::none)
     {
-        log_exception(req, "handler", error);
+        auto why = req.until().passed() ? coroute::error::deadline_exceeded : coroute::error::client_gone;
+        res.emplace(problem_for(why, why == coroute::error::deadline_exceeded
+                                         ? "the request took longer than its deadline"
+                                         : "the client closed the connection"));
+        error = nullptr;
+    }
+    else if (error)
+    {
+        if (!is_cancellation(error))
+            log_exception(req, "handler", error);
         res.emplace(internal_error());
     }
 

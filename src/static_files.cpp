@@ -1,10 +1,11 @@
+// The static site: path resolution, validators, ranges, and streamed large files.
 #include <coroute/static_files.hpp>
 
 #include <coroute/problem.hpp>
 
 #include "detail.hpp"
-
-#include <boost/url/parse.hpp>
+#include "http_date.hpp"
+#include "target.hpp"
 
 #include <fstream>
 #include <mutex>
@@ -17,13 +18,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr std::uintmax_t cache_limit = 1024 * 1024; // files larger than this are read per request
-
 struct file_entry
 {
     std::uintmax_t size = 0;
     fs::file_time_type mtime;
-    std::shared_ptr<const std::string> data;
+    std::shared_ptr<const std::string> data; // null: a large file, streamed from `file`
+    std::optional<coroute::file> file;
     std::string etag;
     std::string last_modified;
     std::chrono::system_clock::time_point modified;
@@ -125,6 +125,22 @@ bool parse_range(std::string_view h, std::uintmax_t size, std::uintmax_t& first,
 
 } // namespace
 
+namespace {
+
+// `length` bytes of the file from `first`: copied from memory, or streamed from disk.
+response body_of(const file_entry& e, http::status status, std::string_view type, std::uintmax_t first,
+                 std::uintmax_t length)
+{
+    if (e.data)
+        return make_response(status, type, e.data->substr(first, length));
+    auto res = make_response(status, type, {});
+    res.send_file({*e.file, first, length});
+    finish_payload(res);
+    return res;
+}
+
+} // namespace
+
 struct static_files::impl
 {
     fs::path root;
@@ -132,21 +148,26 @@ struct static_files::impl
     mutable std::mutex mutex;
     mutable std::unordered_map<std::string, file_entry> cache;
 
-    // The file a request path names, or empty when it names nothing servable.
-    std::optional<fs::path> resolve(std::string_view target) const
+    std::uintmax_t inline_max = 64 * 1024;
+
+    // The file a normalized request path names, or empty when it names nothing servable.
+    std::optional<fs::path> resolve(std::string_view path) const
     {
-        auto parsed = boost::urls::parse_uri_reference(boost::core::string_view{target.data(), target.size()});
-        if (!parsed || !parsed->is_path_absolute())
+        if (path.empty() || path.front() != '/')
             return std::nullopt;
         fs::path p = root;
-        for (auto seg : parsed->segments())
+        path.remove_prefix(1);
+        while (!path.empty())
         {
-            // Decoded segments: an encoded slash, backslash or NUL must not become a separator or terminator.
+            auto slash = path.find('/');
+            auto seg = path.substr(0, slash);
+            path.remove_prefix(slash == std::string_view::npos ? path.size() : slash + 1);
             if (seg.empty())
                 continue;
-            if (seg.front() == '.' || seg.find_first_of(std::string_view{"/\\\0:", 4}) != std::string::npos)
+            // No dot-files, and nothing a file system could read as a separator or drive.
+            if (seg.front() == '.' || seg.find_first_of(std::string_view{"\\\0:", 3}) != std::string_view::npos)
                 return std::nullopt;
-            p /= seg;
+            p /= std::string{seg};
         }
         std::error_code ec;
         if (fs::is_directory(p, ec))
@@ -162,6 +183,8 @@ struct static_files::impl
         return real;
     }
 
+    // Small files come from memory (cached, revalidated by size and mtime); large ones
+    // are opened and streamed, so no request holds a copy of them.
     std::optional<file_entry> load(const fs::path& p) const
     {
         std::error_code ec;
@@ -171,11 +194,26 @@ struct static_files::impl
         auto mtime = fs::last_write_time(p, ec);
         if (ec)
             return std::nullopt;
+        if (size <= inline_max)
         {
             std::lock_guard lock{mutex};
             auto it = cache.find(p.native());
             if (it != cache.end() && it->second.size == size && it->second.mtime == mtime)
                 return it->second;
+        }
+        file_entry e;
+        e.mtime = mtime;
+        e.etag = make_etag(size, mtime);
+        e.modified = to_system(mtime);
+        e.last_modified = detail::format_http_date(e.modified);
+        if (size > inline_max)
+        {
+            auto f = coroute::file::open(p);
+            if (!f)
+                return std::nullopt;
+            e.size = f->size();
+            e.file = std::move(*f);
+            return e;
         }
         std::ifstream in{p, std::ios::binary};
         if (!in)
@@ -183,24 +221,17 @@ struct static_files::impl
         std::string data(size, '\0');
         in.read(data.data(), static_cast<std::streamsize>(size));
         data.resize(static_cast<std::size_t>(in.gcount()));
-        file_entry e;
         e.size = data.size();
-        e.mtime = mtime;
-        e.etag = make_etag(size, mtime);
-        e.modified = to_system(mtime);
-        e.last_modified = detail::format_http_date(e.modified);
         e.data = std::make_shared<const std::string>(std::move(data));
-        if (size <= cache_limit)
-        {
-            std::lock_guard lock{mutex};
-            cache[p.native()] = e;
-        }
+        std::lock_guard lock{mutex};
+        cache[p.native()] = e;
         return e;
     }
 };
 
-static_files::static_files(fs::path root) : impl_(std::make_unique<impl>())
+static_files::static_files(fs::path root, static_options options) : impl_(std::make_unique<impl>())
 {
+    impl_->inline_max = options.inline_max_bytes;
     impl_->root = fs::canonical(root);
     if (!fs::is_directory(impl_->root))
         throw fs::filesystem_error("not a directory", root, std::make_error_code(std::errc::not_a_directory));
@@ -218,9 +249,18 @@ const fs::path& static_files::root() const noexcept
 
 response static_files::serve(const request& req) const
 {
-    auto file = impl_->resolve(req.target());
+    // Routed requests carry the normalized path; a direct call parses the target itself.
+    std::string parsed;
+    if (req.path().empty())
+    {
+        request::param_list query;
+        if (!detail::parse_target(req.target(), parsed, query))
+            return problem(http::status::not_found, "no file at " + std::string{req.target()});
+    }
+    const std::string& path = req.path().empty() ? parsed : req.path();
+    auto file = impl_->resolve(path);
     if (!file)
-        return problem(http::status::not_found, "no file at " + std::string{req.path().empty() ? req.target() : req.path()});
+        return problem(http::status::not_found, "no file at " + path);
     if (req.method() != http::verb::get && req.method() != http::verb::head)
     {
         auto res = problem(http::status::method_not_allowed, "static files answer GET and HEAD only");
@@ -229,7 +269,7 @@ response static_files::serve(const request& req) const
     }
     auto entry = impl_->load(*file);
     if (!entry)
-        return problem(http::status::not_found, "no file at " + req.path());
+        return problem(http::status::not_found, "no file at " + path);
 
     auto with_validators = [&](response res) {
         res.set(http::field::etag, entry->etag);
@@ -260,8 +300,7 @@ response static_files::serve(const request& req) const
     bool unsatisfiable = false;
     if (!range.empty() && range_allowed && parse_range(range, entry->size, first, last, unsatisfiable))
     {
-        auto res = with_validators(make_response(http::status::partial_content, type,
-                                                 entry->data->substr(first, last - first + 1)));
+        auto res = with_validators(body_of(*entry, http::status::partial_content, type, first, last - first + 1));
         res.set(http::field::content_range, "bytes " + std::to_string(first) + "-" + std::to_string(last) + "/" +
                                                 std::to_string(entry->size));
         return res;
@@ -274,7 +313,7 @@ response static_files::serve(const request& req) const
         res.set(http::field::content_range, "bytes */" + std::to_string(entry->size));
         return res;
     }
-    return with_validators(make_response(http::status::ok, type, *entry->data));
+    return with_validators(body_of(*entry, http::status::ok, type, 0, entry->size));
 }
 
 namespace {
@@ -315,7 +354,7 @@ std::string_view mime_type(std::string_view name)
     auto dot = name.rfind('.');
     if (dot != std::string_view::npos)
         for (auto& [ext, type] : types)
-            if (detail::iequals(name.substr(dot), ext))
+            if (beast::iequals(name.substr(dot), ext))
                 return type;
     return "application/octet-stream";
 }

@@ -1,10 +1,12 @@
 #pragma once
-// RFC 9457 problem details: the body of every error the server or a handler produces.
+// RFC 9457 problem details: the body of every error the server or a handler produces,
+// and the one mapping from error codes to problems.
 
-#include <coroute/http.hpp>
+#include <coroute/response.hpp>
 
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
+#include <boost/system/error_code.hpp>
 
 #include <string>
 
@@ -14,6 +16,13 @@ namespace coroute {
 /// `{"type":"about:blank","title":<reason phrase>,"status":<n>,"detail":<detail>}`
 /// plus any members of `extra` (for instance `errors` for a 422).
 response problem(http::status status, std::string_view detail, boost::json::object extra = {});
+
+/// The problem for an error code, the only place these mappings live:
+/// deadline_exceeded, a timeout or an aborted wait → 504; client_gone → 499;
+/// shutting_down → 503; anything equivalent to `errc::resource_unavailable_try_again`
+/// (a backend that is down) → 503 with `Retry-After: 1`; anything else → 500.
+/// `detail` defaults to the code's message.
+response problem_for(const boost::system::error_code& ec, std::string_view detail = {});
 
 /// The problem document itself, for embedding one problem inside another response.
 boost::json::object problem_body(http::status status, std::string_view detail);

@@ -1,9 +1,11 @@
 #pragma once
 // The request a handler sees: the parsed message plus routing results, id and deadline.
 
-#include <coroute/http.hpp>
+#include <coroute/deadline.hpp>
+#include <coroute/response.hpp>
 
 #include <boost/beast/http/message.hpp>
+#include <boost/system/result.hpp>
 
 #include <charconv>
 #include <chrono>
@@ -15,12 +17,12 @@
 
 namespace coroute {
 
-class logger;
-
 /// One HTTP request as it reaches the router and its handlers.
 ///
 /// It is owned by the connection that read it and stays valid until the handler's
 /// awaitable completes; a handler that starts background work copies what it needs.
+/// The router fills in the decoded path, the matched route and its parameters
+/// before any before-hook runs, so hooks see exactly what routing sees.
 class request
 {
 public:
@@ -43,8 +45,12 @@ public:
     std::string_view header(http::field f) const;
     std::string_view header(std::string_view name) const;
 
-    /// The percent-decoded path, set by the router (empty before routing).
+    /// The normalized path that routing matches: percent-decoded, dot segments
+    /// removed, doubled slashes merged (empty before the router has seen it).
     const std::string& path() const noexcept { return path_; }
+
+    /// The template of the matched route ("/api/items/{id}"); empty when no route matched.
+    const std::string& route() const noexcept { return route_; }
 
     /// A path parameter captured by `{name}` in the route template.
     std::optional<std::string_view> param(std::string_view name) const;
@@ -60,6 +66,30 @@ public:
     template <class T>
     std::optional<T> query_as(std::string_view key) const { return to_number<T>(query(key)); }
 
+    /// A path parameter as a number, or the 400 problem that names it.
+    template <class T>
+    boost::system::result<T, response> path_param(std::string_view name) const
+    {
+        if (auto v = param_as<T>(name))
+            return *v;
+        return bad_parameter(name, param(name).value_or(""), "must be a number");
+    }
+
+    /// A query parameter as a number from `lo` to `hi`; `fallback` when absent, and
+    /// the 400 problem that names it when malformed or out of range.
+    template <class T>
+    boost::system::result<T, response> query_param(std::string_view name, T lo, T hi, T fallback) const
+    {
+        auto raw = query(name);
+        if (!raw)
+            return fallback;
+        auto v = to_number<T>(raw);
+        if (!v || *v < lo || *v > hi)
+            return bad_parameter(name, *raw, "must be an integer from " + std::to_string(lo) + " to " +
+                                                 std::to_string(hi));
+        return *v;
+    }
+
     const param_list& query_params() const noexcept { return query_; }
     const param_list& params() const noexcept { return params_; }
 
@@ -70,6 +100,9 @@ public:
     /// Pass it down: a database wait or an outbound call should end by then.
     clock::time_point deadline() const noexcept { return deadline_; }
 
+    /// The same deadline as a value to pass down (`within(req.until(), ...)`).
+    coroute::deadline until() const noexcept { return coroute::deadline{deadline_}; }
+
     /// Time left before the deadline, never negative.
     std::chrono::milliseconds time_left() const noexcept;
 
@@ -79,12 +112,11 @@ public:
     /// The server's logger; never null while a server dispatches the request.
     logger* log() const noexcept { return log_; }
 
-    // Set by the router while dispatching.
-    void set_path(std::string p) { path_ = std::move(p); }
-    param_list& mutable_params() noexcept { return params_; }
-    param_list& mutable_query() noexcept { return query_; }
-
 private:
+    friend class router; // fills path, route, params and query before the hooks run
+
+    static response bad_parameter(std::string_view name, std::string_view value, std::string_view rule);
+
     template <class T>
     static std::optional<T> to_number(std::optional<std::string_view> s)
     {
@@ -103,6 +135,7 @@ private:
     logger* log_ = nullptr;
     std::string remote_;
     std::string path_;
+    std::string route_;
     param_list params_;
     param_list query_;
 };

@@ -1,7 +1,8 @@
 #pragma once
 // The HTTP/1.1 server: a listener and one coroutine per connection, on the caller's executor.
 
-#include <coroute/http.hpp>
+#include <coroute/fwd.hpp>
+#include <coroute/health.hpp>
 #include <coroute/log.hpp>
 #include <coroute/router.hpp>
 
@@ -30,7 +31,7 @@ struct server_options
     std::chrono::milliseconds header_timeout{10'000};   ///< whole header, from its first byte (408)
     std::chrono::milliseconds body_timeout{60'000};     ///< whole body, from the end of the header (408)
     std::chrono::milliseconds idle_timeout{30'000};     ///< keep-alive wait for the next request
-    std::chrono::milliseconds write_timeout{30'000};    ///< one response write
+    std::chrono::milliseconds write_timeout{30'000};    ///< longest a response may make no progress (a client that stops reading is dropped)
     std::chrono::milliseconds request_timeout{30'000};  ///< handler deadline (504 past it)
     std::chrono::milliseconds handshake_timeout{10'000}; ///< TLS handshake
     std::size_t max_connections = 16'384;       ///< open connections; more are closed at once
@@ -38,6 +39,11 @@ struct server_options
     /// leaves (plain TCP). Off by default: it costs one more epoll registration per
     /// request, about a fifth of the throughput of the smallest requests.
     bool cancel_on_disconnect = false;
+    /// Give every connection a strand of its executor. Turn it off only when each
+    /// executor is run by one thread (an `io_context` per thread, or a one-thread
+    /// pool): its handlers then never run concurrently, and each completion saves the
+    /// strand's queue and its second trip through the scheduler.
+    bool strand_per_connection = true;
     /// Serve HTTPS with this context when set.
     std::shared_ptr<asio::ssl::context> tls;
     /// Where diagnostics and the access log go; a default logger when null.
@@ -57,8 +63,6 @@ struct server_stats
 ///
 /// It owns no threads: every connection is a coroutine on a strand of the executor
 /// given at construction, so it joins whatever `io_context` the program already runs.
-/// (On an `io_context` made with a concurrency hint of 1, which promises that one thread
-/// runs it, connections need no strand and get none.)
 /// Keep-alive, pipelining (answered in order), `Expect: 100-continue`, HEAD, strict
 /// RFC 9112 framing and the limits of `server_options` are handled here; handlers
 /// only see complete, valid requests. Every response carries `Date`,
@@ -66,8 +70,8 @@ struct server_stats
 ///
 /// Shutdown has two phases: `drain()` makes `/readyz` answer 503 and every response
 /// carry `Connection: close`; `shutdown()` then stops accepting, closes idle
-/// connections, lets requests in flight finish within a grace period, and closes
-/// what is left.
+/// connections, ends streamed bodies, tells upgraded connections, lets requests in
+/// flight finish within a grace period, and closes what is left.
 class server
 {
 public:
@@ -103,8 +107,8 @@ public:
     bool draining() const noexcept;
 
     /// Phase two: stops accepting, closes idle connections, waits up to `grace` for
-    /// requests in flight, then closes every connection and waits for them to end.
-    /// Completes on the server's executor once no connection is left.
+    /// requests in flight (the last connection to end wakes it), then closes every
+    /// connection and waits for them to end. Completes on the server's executor.
     asio::awaitable<void> shutdown(std::chrono::milliseconds grace);
 
     server_stats stats() const noexcept;
@@ -112,11 +116,8 @@ public:
     logger& log() const noexcept;
 
 private:
+    friend void add_health_routes(router& r, const server& srv);
     std::shared_ptr<detail::server_state> impl_;
 };
-
-/// Adds `GET /healthz` (`{"status":"ok"}`) and `GET /readyz` (200, or 503 while
-/// `srv` drains). `srv` must outlive the router's use.
-void add_health_routes(router& r, const server& srv);
 
 } // namespace coroute

@@ -4,10 +4,20 @@
 #include <coroute/http.hpp>
 #include <coroute/request.hpp>
 
+#include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 
 namespace coroute {
+
+/// How a static site is served.
+struct static_options
+{
+    /// Files up to this size are kept in memory; larger ones are streamed from disk
+    /// in 64 KiB chunks as the client reads, so memory per download stays bounded.
+    std::uintmax_t inline_max_bytes = 64 * 1024;
+};
 
 /// Serves files below one root directory.
 ///
@@ -16,15 +26,16 @@ namespace coroute {
 /// 304; one `Range` gives 206 (416 when unsatisfiable). No request reaches a file
 /// outside the root: `..`, encoded dots or slashes, backslashes, NUL, dot-files and
 /// symlinks leading out all answer 404. Small files are cached in memory and
-/// revalidated against the file's size and mtime on each request.
+/// revalidated against the file's size and mtime on each request; larger files are
+/// streamed (see `static_options`), a `Range` by seeking.
 class static_files
 {
 public:
     /// Throws std::filesystem::filesystem_error when `root` is not a directory.
-    explicit static_files(std::filesystem::path root);
+    explicit static_files(std::filesystem::path root, static_options options = {});
     ~static_files();
 
-    /// Answers a GET or HEAD for `req.path()`; other methods get 405.
+    /// Answers a GET or HEAD for `req.path()` (the target's, when not routed); other methods get 405.
     response serve(const request& req) const;
 
     /// A router handler serving this tree; the handler keeps `files` alive.

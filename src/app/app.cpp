@@ -7,6 +7,7 @@
 #include <coroute/http_client.hpp>
 #include <coroute/tls.hpp>
 
+#include <coroute/events.hpp>
 #include <coroute/static_files.hpp>
 
 namespace coroute::app {
@@ -18,6 +19,7 @@ struct demo_app::impl
     std::shared_ptr<logger> log;
     std::shared_ptr<const static_files> site;
     std::shared_ptr<database> db;
+    std::shared_ptr<event_hub> events;
     std::unique_ptr<builtin_upstream> upstream; // when no --upstream is given
     std::shared_ptr<http_client> client;
     std::string upstream_url;
@@ -31,6 +33,7 @@ demo_app::demo_app(asio::any_io_executor ex, const config& cfg, std::shared_ptr<
     impl_->cfg = cfg;
     impl_->log = std::move(log);
     impl_->db = std::make_shared<database>(cfg.db);
+    impl_->events = std::make_shared<event_hub>(cfg.events);
 
     client_options copts;
     copts.total_timeout = cfg.upstream_timeout;
@@ -51,7 +54,7 @@ demo_app::demo_app(asio::any_io_executor ex, const config& cfg, std::shared_ptr<
     auto root = cfg.www.empty() ? default_www() : cfg.www;
     try
     {
-        impl_->site = std::make_shared<const static_files>(root);
+        impl_->site = std::make_shared<const static_files>(root, cfg.site);
     }
     catch (const std::exception& e)
     {
@@ -63,7 +66,8 @@ demo_app::~demo_app() = default;
 
 void demo_app::install(router& r)
 {
-    add_db_routes(r, impl_->db);
+    add_db_routes(r, impl_->db, impl_->events);
+    r.get("/api/events", impl_->events->handler());
     add_external_routes(r, impl_->client, impl_->upstream_url, impl_->db);
     r.fallback(static_files::handler(impl_->site));
 }

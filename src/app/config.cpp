@@ -133,13 +133,33 @@ const std::vector<option_spec>& options()
                                         &server_options::max_header_fields, 1, 10'000),
         server_size_option<std::uint64_t>("body-limit-bytes", "request body, bytes (413 past it)",
                                           &server_options::body_limit, 0, std::uint64_t{1} << 40),
+        {"events-history", "N", "events /api/events keeps for clients that reconnect with Last-Event-ID",
+         [](const config& c) { return std::to_string(c.events.history); },
+         [](config& c, std::string_view v) { return parse_number<std::size_t>(v, c.events.history, 0, 1'000'000); }},
+        {"events-buffer", "N", "events an /api/events client may fall behind before it is disconnected",
+         [](const config& c) { return std::to_string(c.events.buffer); },
+         [](config& c, std::string_view v) { return parse_number<std::size_t>(v, c.events.buffer, 1, 1'000'000); }},
+        {"events-heartbeat-ms", "MS", "how often an idle /api/events stream gets a ': ping' comment",
+         [](const config& c) { return std::to_string(c.events.heartbeat.count()); },
+         [](config& c, std::string_view v) {
+             long long n = 0;
+             if (!parse_number<long long>(v, n, 10, 86'400'000))
+                 return false;
+             c.events.heartbeat = std::chrono::milliseconds{n};
+             return true;
+         }},
+        {"static-inline-max-bytes", "N", "static files up to this size are served from memory; larger ones stream from disk",
+         [](const config& c) { return std::to_string(c.site.inline_max_bytes); },
+         [](config& c, std::string_view v) {
+             return parse_number<std::uintmax_t>(v, c.site.inline_max_bytes, 0, std::uintmax_t{1} << 30);
+         }},
         server_size_option<std::size_t>("max-connections", "open connections; more are closed at once",
                                         &server_options::max_connections, 1, 10'000'000),
         server_ms_option("header-timeout-ms", "time to read a request header, from its first byte (408)",
                          &server_options::header_timeout),
         server_ms_option("body-timeout-ms", "time to read a whole request body (408)", &server_options::body_timeout),
         server_ms_option("idle-timeout-ms", "keep-alive wait for the next request", &server_options::idle_timeout),
-        server_ms_option("write-timeout-ms", "time to write one response", &server_options::write_timeout),
+        server_ms_option("write-timeout-ms", "longest a response may make no progress before the client is dropped", &server_options::write_timeout),
         server_ms_option("request-timeout-ms", "deadline of a request's handler (504)",
                          &server_options::request_timeout),
         db_ms_option("db-latency-ms", "simulated database: the latency of every query", &db_options::latency),

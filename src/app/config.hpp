@@ -3,7 +3,9 @@
 
 #include "app/database.hpp"
 
+#include <coroute/events.hpp>
 #include <coroute/log.hpp>
+#include <coroute/static_files.hpp>
 #include <coroute/server.hpp>
 
 #include <chrono>
@@ -25,6 +27,8 @@ struct config
     std::chrono::milliseconds shutdown_timeout{10'000};
     std::chrono::milliseconds drain_delay{0};
     server_options server;
+    event_options events;   ///< the /api/events feed
+    static_options site;    ///< the static site
 
     db_options db;
     std::string upstream;      ///< empty: the built-in upstream

@@ -39,6 +39,13 @@ public:
         }
         return "unknown database error";
     }
+    // A database that is down is "try again later" to whoever maps errors to answers.
+    boost::system::error_condition default_error_condition(int ev) const noexcept override
+    {
+        if (static_cast<db_error>(ev) == db_error::unavailable)
+            return boost::system::errc::resource_unavailable_try_again;
+        return {ev, *this};
+    }
 };
 
 } // namespace

@@ -1,5 +1,7 @@
 #include "app/db_routes.hpp"
 
+#include <coroute/error.hpp>
+
 #include <coroute/problem.hpp>
 
 #include <boost/asio/co_spawn.hpp>
@@ -140,7 +142,10 @@ response item_answer(const db_result<std::optional<item>>& row, std::uint64_t id
 class items_view
 {
 public:
-    explicit items_view(std::shared_ptr<database> db) : db_(std::move(db)) {}
+    items_view(std::shared_ptr<database> db, std::shared_ptr<event_hub> events)
+        : db_(std::move(db)), events_(std::move(events))
+    {
+    }
 
     asio::awaitable<response> get(request& req)
     {
@@ -174,7 +179,9 @@ public:
         auto row = co_await db_->insert(std::move(fields), delay);
         if (!row)
             co_return db_failure(row.error());
-        auto res = json_response(http::status::created, app::to_json(*row));
+        auto json = app::to_json(*row);
+        announce("created", json);
+        auto res = json_response(http::status::created, json);
         res.set(http::field::location, "/api/items/" + std::to_string(row->id));
         co_return res;
     }
@@ -189,6 +196,8 @@ public:
         if (auto bad = parse_item(req, fields))
             co_return std::move(*bad);
         auto row = co_await db_->replace(id, std::move(fields), delay);
+        if (row && *row)
+            announce("updated", app::to_json(**row));
         co_return item_answer(row, id);
     }
 
@@ -203,6 +212,7 @@ public:
             co_return db_failure(removed.error());
         if (!*removed)
             co_return problem(http::status::not_found, "no item " + std::to_string(id));
+        announce("deleted", boost::json::object{{"id", id}});
         co_return make_response(http::status::no_content, "text/plain", {});
     }
 
@@ -217,7 +227,15 @@ private:
         co_return item_answer(row, id);
     }
 
+    // Every change to the table is an event on /api/events.
+    void announce(std::string_view op, boost::json::value item)
+    {
+        if (events_)
+            events_->publish("item", to_json_text(boost::json::object{{"op", op}, {"item", std::move(item)}}));
+    }
+
     std::shared_ptr<database> db_;
+    std::shared_ptr<event_hub> events_;
 };
 
 } // namespace
@@ -240,11 +258,9 @@ std::optional<response> delay_param(const request& req, database::latency& out)
 
 response db_failure(const boost::system::error_code& ec)
 {
-    if (ec == asio::error::operation_aborted)
-        return problem(http::status::gateway_timeout, "the database query was cancelled at the request's deadline");
-    auto res = problem(http::status::service_unavailable, "database query failed: " + ec.message());
-    res.set(http::field::retry_after, "1");
-    return res;
+    if (ec == asio::error::operation_aborted || ec == coroute::error::deadline_exceeded)
+        return problem_for(ec, "the database query was cancelled at the request's deadline");
+    return problem_for(ec, "database query failed: " + ec.message());
 }
 
 boost::json::array to_json(const std::vector<item>& items)
@@ -328,11 +344,11 @@ std::optional<response> parse_item(const request& req, item_fields& out)
     return std::nullopt;
 }
 
-void add_db_routes(router& r, std::shared_ptr<database> db)
+void add_db_routes(router& r, std::shared_ptr<database> db, std::shared_ptr<event_hub> events)
 {
     r.get("/api/db", [db](request& req) { return db_query(db, req); });
     r.get("/api/db/parallel", [db](request& req) { return db_parallel(db, req); });
-    auto view = std::make_shared<items_view>(db);
+    auto view = std::make_shared<items_view>(db, std::move(events));
     r.view("/api/items", view, {http::verb::get, http::verb::post});
     r.view("/api/items/{id}", view, {http::verb::get, http::verb::put, http::verb::delete_});
 }

@@ -3,6 +3,7 @@
 
 #include "app/database.hpp"
 
+#include <coroute/events.hpp>
 #include <coroute/router.hpp>
 
 #include <boost/json/array.hpp>
@@ -33,8 +34,9 @@ double ms_since(std::chrono::steady_clock::time_point start);
 /// Reads the optional `delay_ms` (0..10000) query parameter; a 400 problem when it is bad.
 std::optional<response> delay_param(const request& req, database::latency& out);
 
-/// Adds `GET /api/db`, `GET /api/db/parallel` and `/api/items[/{id}]` to `r`.
-void add_db_routes(router& r, std::shared_ptr<database> db);
+/// Adds `GET /api/db`, `GET /api/db/parallel` and `/api/items[/{id}]` to `r`; every
+/// change to the items is published on `events` (when given) as an `item` event.
+void add_db_routes(router& r, std::shared_ptr<database> db, std::shared_ptr<event_hub> events = {});
 
 /// Validates a JSON item body: fills `out` or returns the problem to answer
 /// (400 malformed JSON, 415 wrong content type, 422 naming each bad field).

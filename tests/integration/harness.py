@@ -8,6 +8,7 @@ helpers send bytes and read whole HTTP/1.1 responses with a timeout, so a server
 that hangs fails a test instead of hanging it.
 """
 
+import codecs
 import json
 import os
 import re
@@ -166,6 +167,25 @@ class Server:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def memory(self):
+        """The server's memory fields from /proc/<pid>/status, in bytes: VmRSS, RssAnon, RssFile, VmHWM..."""
+        out = {}
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                name, sep, value = line.partition(":")
+                parts = value.split()
+                if sep and len(parts) == 2 and parts[1] == "kB":
+                    out[name] = int(parts[0]) * 1024
+        return out
+
+    def rss_bytes(self):
+        """The server's resident set size (VmRSS), in bytes."""
+        return self.memory()["VmRSS"]
+
     def output(self):
         with self._lock:
             return "stdout:\n%s\nstderr:\n%s" % ("\n".join(self.stdout_lines), "\n".join(self.stderr_lines))
@@ -319,9 +339,12 @@ def parse_responses(data):
 class Connection:
     """A client socket with a read buffer, so pipelined responses can be read one by one."""
 
-    def __init__(self, port, host="127.0.0.1", timeout=5.0, tls_context=None, server_hostname=None):
+    def __init__(self, port, host="127.0.0.1", timeout=5.0, tls_context=None, server_hostname=None, rcvbuf=None):
         self.timeout = timeout
-        sock = socket.create_connection((host, port), timeout=timeout)
+        if rcvbuf is None:
+            sock = socket.create_connection((host, port), timeout=timeout)
+        else:
+            sock = small_window_socket(port, rcvbuf, host=host, timeout=timeout)
         if tls_context is not None:
             sock = tls_context.wrap_socket(sock, server_hostname=server_hostname or host)
         self.sock = sock
@@ -383,6 +406,30 @@ class Connection:
                              % (self.closed_by, len(self.buf), bytes(self.buf[:300])))
             self._recv(deadline)
 
+    def read_head(self, timeout=None):
+        """Reads one response's head only; its body bytes stay in the buffer (see read_some)."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            try:
+                res, used = parse_response(self.buf, head=True)
+                del self.buf[:used]
+                return res
+            except _Incomplete:
+                pass
+            if self.closed_by is not None:
+                raise Closed("connection %s after %d bytes: %r"
+                             % (self.closed_by, len(self.buf), bytes(self.buf[:300])))
+            self._recv(deadline)
+
+    def read_some(self, limit=256 * 1024, timeout=None):
+        """Up to `limit` bytes: what is buffered, else one read. b"" once the peer has closed.
+        Raises TimeoutError when nothing arrives in time."""
+        if not self.buf and self.closed_by is None:
+            self._recv(time.monotonic() + (self.timeout if timeout is None else timeout))
+        data = bytes(self.buf[:limit])
+        del self.buf[:limit]
+        return data
+
     def read_until_close(self, timeout=None):
         """Everything until the peer closes; raises TimeoutError if it stays open."""
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
@@ -421,3 +468,267 @@ def problem_fields(res):
     if doc["status"] != res.status:
         raise AssertionError("problem status %r != response status %r" % (doc["status"], res.status))
     return doc
+
+
+# -- slow clients and socket states --------------------------------------------
+
+def small_window_socket(port, rcvbuf, host="127.0.0.1", timeout=5.0):
+    """A connected TCP socket whose receive buffer is set to `rcvbuf` bytes before the
+    connect (so the window is small from the handshake on: a client that reads slowly
+    holds the server back instead of letting the kernel buffer megabytes)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.settimeout(timeout)
+        sock.connect((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+TCP_STATES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2", 6: "TIME_WAIT",
+              7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING", 12: "NEW_SYN_RECV"}
+
+
+def tcp_state(local_port, remote_port):
+    """The state (a TCP_STATES name) of the IPv4 loopback socket 127.0.0.1:local_port whose peer
+    is 127.0.0.1:remote_port, from /proc/net/tcp; None when there is none.
+
+    With local_port the server's port and remote_port a client's, this shows whether the
+    server has closed its side (FIN_WAIT1 while unsent data waits, or gone after a reset)
+    without the client reading a byte."""
+    loopback = socket.inet_aton("127.0.0.1")
+    found = None
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if len(fields) < 4:
+                continue
+            (lip, lport), (rip, rport) = (a.split(":") for a in fields[1:3])
+            if int(lport, 16) != local_port or int(rport, 16) != remote_port:
+                continue
+            if bytes.fromhex(lip)[::-1] != loopback or bytes.fromhex(rip)[::-1] != loopback:
+                continue
+            state = TCP_STATES.get(int(fields[3], 16), fields[3])
+            if state != "TIME_WAIT":  # an older connection of the same ports, long gone
+                return state
+            found = state
+    return found
+
+
+# -- Server-Sent Events -----------------------------------------------------------
+
+class SseItem:
+    """One thing a text/event-stream carried: an event (its fields) or a comment line."""
+
+    def __init__(self, kind, at, comment=None, id=None, event=None, data=None):
+        self.kind = kind  # "event" or "comment"
+        self.at = at      # time.monotonic() when it was parsed
+        self.comment = comment
+        self.id = id
+        self.event = event
+        self.data = data
+
+    def json(self):
+        return json.loads(self.data)
+
+    def __repr__(self):
+        if self.kind == "comment":
+            return "<SSE comment %r>" % self.comment
+        return "<SSE id=%r event=%r data=%r>" % (self.id, self.event, (self.data or "")[:200])
+
+
+class EventStream:
+    """A client of a Server-Sent Events response sent with chunked framing.
+
+    It sends `GET target` (with `headers`), reads the head, then decodes the chunked
+    body as it arrives (checking the framing: sizes, CRLFs, the terminal chunk) and
+    parses the decoded text into SseItem: comments as they come, events at their blank
+    line. Lines end in LF (a CR before it is dropped). Nothing is read unless asked, so a
+    stream that is never read stalls on the server like a real stalled client.
+    """
+
+    def __init__(self, port, headers=None, target="/api/events", timeout=5.0, rcvbuf=None):
+        self.conn = Connection(port, timeout=timeout, rcvbuf=rcvbuf)
+        self.conn.send(build_request("GET", target, headers))
+        self.timeout = timeout
+        self.response = None
+        self.body = bytearray()      # the decoded body so far
+        self.ended = False           # the terminal chunk (and its trailer) arrived
+        self.after_end = b""         # bytes after the terminal chunk (a framing error)
+        self.framing_error = None
+        self.items = []              # every SseItem parsed so far, in order
+        self._next = 0               # index into items of the next one to hand out
+        self._state = "size"
+        self._left = 0
+        self._text = ""
+        self._fields = {}
+        self._data = []
+        self._decoder = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self.conn.close()
+
+    @property
+    def closed_by(self):
+        return self.conn.closed_by
+
+    def open(self, timeout=None):
+        """Reads the head (once); returns it as a Response with an empty body."""
+        if self.response is None:
+            self.response = self.conn.read_head(timeout=self.timeout if timeout is None else timeout)
+            self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+            self._decode()
+        return self.response
+
+    def _pump(self, deadline):
+        """One read and decode; False once the connection has closed."""
+        if self.response is None:
+            self.open(max(0.0, deadline - time.monotonic()))
+            if self.items[self._next:]:
+                return True
+        if self.conn.closed_by is not None:
+            return False
+        ok = self.conn._recv(deadline)
+        self._decode()
+        return ok
+
+    def _decode(self):
+        buf = self.conn.buf
+        out = bytearray()
+        while buf and self.framing_error is None:
+            if self._state == "size":
+                nl = buf.find(b"\r\n")
+                if nl < 0:
+                    if len(buf) > 1024:
+                        self.framing_error = "chunk-size line too long: %r" % bytes(buf[:100])
+                    break
+                line = bytes(buf[:nl])
+                del buf[:nl + 2]
+                try:
+                    size = int(line.split(b";")[0].strip(), 16)
+                except ValueError:
+                    self.framing_error = "bad chunk-size line %r" % line
+                    break
+                if size == 0:
+                    self._state = "trailer"
+                else:
+                    self._state, self._left = "data", size
+            elif self._state == "data":
+                take = min(self._left, len(buf))
+                out += buf[:take]
+                del buf[:take]
+                self._left -= take
+                if self._left == 0:
+                    self._state = "crlf"
+            elif self._state == "crlf":
+                if len(buf) < 2:
+                    break
+                if bytes(buf[:2]) != b"\r\n":
+                    self.framing_error = "chunk data not followed by CRLF: %r" % bytes(buf[:20])
+                    break
+                del buf[:2]
+                self._state = "size"
+            elif self._state == "trailer":
+                nl = buf.find(b"\r\n")
+                if nl < 0:
+                    break
+                line = bytes(buf[:nl])
+                del buf[:nl + 2]
+                if line == b"":
+                    self._state, self.ended = "done", True
+            else:  # done
+                self.after_end += bytes(buf)
+                del buf[:]
+        if out:
+            self.body += out
+            self._parse(self._decoder.decode(bytes(out)))
+
+    def _parse(self, text):
+        self._text += text
+        now = time.monotonic()
+        while True:
+            nl = self._text.find("\n")
+            if nl < 0:
+                return
+            line, self._text = self._text[:nl], self._text[nl + 1:]
+            if line.endswith("\r"):
+                line = line[:-1]
+            if line == "":
+                if self._data or self._fields:
+                    self.items.append(SseItem("event", now, id=self._fields.get("id"),
+                                              event=self._fields.get("event", "message"),
+                                              data="\n".join(self._data)))
+                self._fields, self._data = {}, []
+            elif line.startswith(":"):
+                self.items.append(SseItem("comment", now, comment=line[1:].lstrip(" ")))
+            else:
+                name, sep, value = line.partition(":")
+                if sep and value.startswith(" "):
+                    value = value[1:]
+                if name == "data":
+                    self._data.append(value)
+                else:
+                    self._fields[name] = value
+
+    def next(self, timeout=None):
+        """The next item (event or comment); TimeoutError if none arrives in time, Closed
+        when the stream ends first."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while self._next >= len(self.items):
+            if self.framing_error:
+                raise AssertionError("chunked framing error: " + self.framing_error)
+            if not self._pump(deadline) and self._next >= len(self.items):
+                raise Closed("event stream %s (terminal chunk: %s) after %d body bytes"
+                             % (self.conn.closed_by, self.ended, len(self.body)))
+        item = self.items[self._next]
+        self._next += 1
+        return item
+
+    def next_event(self, timeout=None):
+        """The next event, skipping comments (heartbeats)."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            item = self.next(max(0.0, deadline - time.monotonic()))
+            if item.kind == "event":
+                return item
+
+    def events_within(self, seconds):
+        """Every event that arrives within `seconds` (comments skipped); the stream must stay open."""
+        deadline = time.monotonic() + seconds
+        got = []
+        while True:
+            try:
+                got.append(self.next_event(max(0.0, deadline - time.monotonic())))
+            except TimeoutError:
+                return got
+
+    def wait_comment(self, text, timeout=None):
+        """Reads until a comment equal to `text`; returns the items read before it."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        before = []
+        while True:
+            item = self.next(max(0.0, deadline - time.monotonic()))
+            if item.kind == "comment" and item.comment == text:
+                return before
+            before.append(item)
+
+    def drain(self, timeout):
+        """Reads until the server closes; returns the items not handed out yet. TimeoutError
+        if the stream is still open after `timeout`."""
+        deadline = time.monotonic() + timeout
+        if self.response is None:
+            self.open(timeout)
+        while self._pump(deadline):
+            pass
+        rest = self.items[self._next:]
+        self._next = len(self.items)
+        return rest

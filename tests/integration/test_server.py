@@ -868,9 +868,11 @@ class StaticFiles(ServerTestCase):
             "/%00", "/index.html%00", "/index.html%00.txt", "/%00/../etc/passwd",
             "//etc/passwd", "/%2fetc%2fpasswd", "/etc/passwd", "/proc/self/environ",
         ]
+        # 404, or 400 for a target the server refuses to normalize: one that climbs
+        # above the root, or encodes a slash or a NUL in the path.
         for target in targets:
             res = self.get(target)
-            self.assertIn(res.status, (404,), "%s -> %r" % (target, res))
+            self.assertIn(res.status, (400, 404), "%s -> %r" % (target, res))
             self.assertNotIn(b"root:", res.body)
             problem_fields(res)
 

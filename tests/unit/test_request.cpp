@@ -1,15 +1,36 @@
 #include <coroute/request.hpp>
 
+#include <coroute/problem.hpp>
+#include <coroute/router.hpp>
+
 #include <catch2/catch.hpp>
+
+#include "support.hpp"
 
 using namespace coroute;
 using namespace std::chrono_literals;
 
+namespace {
+
+// The router fills path parameters and the query; a request routed once is what tests read.
+request routed(std::string target, std::string route)
+{
+    router r;
+    r.get(route, [](request&) -> asio::awaitable<response> { co_return make_response(http::status::ok, "text/plain", {}); });
+    request req{request::message_type{http::verb::get, target, 11}, "id", request::clock::now() + 1s};
+    coroute::test::run_sync([](const router& r, request& req) -> asio::awaitable<int> {
+        co_await r.dispatch(req);
+        co_return 0;
+    }(r, req));
+    return req;
+}
+
+} // namespace
+
 TEST_CASE("request: parameters convert to integers only when they fit exactly", "[request]")
 {
-    request req{request::message_type{http::verb::get, "/x", 11}, "id", request::clock::now() + 1s};
-    req.mutable_params() = {{"id", "42"}, {"neg", "-1"}, {"junk", "4x"}, {"big", "99999999999999999999"}};
-    req.mutable_query() = {{"limit", "10"}, {"limit", "20"}, {"empty", ""}};
+    auto req = routed("/x/42/-1/4x/99999999999999999999?limit=10&limit=20&empty=", "/x/{id}/{neg}/{junk}/{big}");
+    CHECK(req.route() == "/x/{id}/{neg}/{junk}/{big}");
     CHECK(req.param_as<int>("id") == 42);
     CHECK_FALSE(req.param_as<unsigned>("neg"));
     CHECK_FALSE(req.param_as<int>("junk"));
@@ -19,6 +40,24 @@ TEST_CASE("request: parameters convert to integers only when they fit exactly", 
     CHECK(req.query_as<int>("limit") == 10);
     CHECK(req.query("empty") == "");
     CHECK_FALSE(req.query_as<int>("empty"));
+}
+
+TEST_CASE("request: parameter helpers give the value or the 400 problem naming the parameter", "[request]")
+{
+    auto req = routed("/x/42?limit=500&offset=abc", "/x/{id}");
+    auto id = req.path_param<std::uint64_t>("id");
+    REQUIRE(id.has_value());
+    CHECK(*id == 42);
+    auto limit = req.query_param<int>("limit", 1, 100, 20);
+    REQUIRE_FALSE(limit.has_value());
+    CHECK(limit.error().result() == http::status::bad_request);
+    CHECK(limit.error().body().find("limit must be an integer from 1 to 100, not '500'") != std::string::npos);
+    auto offset = req.query_param<int>("offset", 0, 10, 0);
+    REQUIRE_FALSE(offset.has_value());
+    CHECK(offset.error().body().find("offset") != std::string::npos);
+    auto absent = req.query_param<int>("page", 1, 10, 3);
+    REQUIRE(absent.has_value());
+    CHECK(*absent == 3);
 }
 
 TEST_CASE("request: headers are found case-insensitively, absent ones are empty", "[request]")

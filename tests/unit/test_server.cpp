@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <coroute/problem.hpp>
+#include <coroute/streaming.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/connect.hpp>
@@ -15,8 +16,13 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/write.hpp>
+
+#include <future>
 
 #include <atomic>
+#include <functional>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -61,11 +67,13 @@ http::response<http::string_body> blocking_get(unsigned short port, std::string 
 // An existing Asio program: its own io_context and threads, with coroute added to it.
 struct embedded
 {
-    explicit embedded(server_options opts = {})
+    explicit embedded(server_options opts = {}, const std::function<void(router&)>& extra = {})
     {
         opts.log = std::make_shared<logger>(log_level::off, false);
         routes->get("/hello/{name}", &hello);
         routes->get("/slow", &slow);
+        if (extra)
+            extra(*routes);
         srv = std::make_unique<server>(ioc.get_executor(), routes, opts);
         add_health_routes(*routes, *srv);
         port = srv->listen({asio::ip::make_address("127.0.0.1"), 0}).port();
@@ -140,13 +148,14 @@ TEST_CASE("server: draining makes /readyz answer 503 and responses close the con
 
 namespace {
 
-// An io_context per thread, each made with a concurrency hint of 1 (so connections get no
-// strand), and one server spreading its connections over them.
+// An io_context per thread, each run by one thread (so connections need no strand), and
+// one server spreading its connections over them.
 struct per_thread
 {
     explicit per_thread(server_options opts = {})
     {
         opts.log = std::make_shared<logger>(log_level::off, false);
+        opts.strand_per_connection = false;
         routes->get("/hello/{name}", &hello);
         routes->get("/slow", &slow);
         std::vector<asio::any_io_executor> executors;
@@ -217,4 +226,234 @@ TEST_CASE("server: a server needs at least one executor", "[server]")
 {
     auto routes = std::make_shared<router>();
     CHECK_THROWS_AS(server(std::vector<asio::any_io_executor>{}, routes), std::invalid_argument);
+}
+
+namespace {
+
+// A raw client socket with a bounded wait for what it expects.
+struct raw_client
+{
+    explicit raw_client(unsigned short port) { s.connect({asio::ip::make_address("127.0.0.1"), port}); }
+
+    void send(std::string_view bytes) { asio::write(s, asio::buffer(bytes)); }
+
+    // Reads until `marker` has arrived (or the peer closes, or 5 s pass); all read so far.
+    std::string read_until(std::string_view marker)
+    {
+        s.non_blocking(true);
+        auto until = std::chrono::steady_clock::now() + 5s;
+        while (got.find(marker) == std::string::npos && std::chrono::steady_clock::now() < until)
+        {
+            char buf[4096];
+            boost::system::error_code ec;
+            auto n = s.read_some(asio::buffer(buf), ec);
+            if (ec == asio::error::would_block)
+            {
+                std::this_thread::sleep_for(5ms);
+                continue;
+            }
+            if (ec)
+                break;
+            got.append(buf, n);
+        }
+        return got;
+    }
+
+    asio::io_context ioc;
+    tcp::socket s{ioc};
+    std::string got;
+};
+
+// An upgrade to a line-echo protocol: echoes lines until "bye", or says "going away"
+// when the server shuts down.
+asio::awaitable<void> echo_lines(upgraded& conn)
+{
+    using namespace asio::experimental::awaitable_operators;
+    auto& buf = conn.buffer();
+    for (;;)
+    {
+        auto data = std::string_view{static_cast<const char*>(buf.data().data()), buf.size()};
+        if (auto nl = data.find('\n'); nl != std::string_view::npos)
+        {
+            std::string line{data.substr(0, nl + 1)};
+            buf.consume(nl + 1);
+            if (line == "bye\n")
+                co_return;
+            co_await asio::async_write(conn.socket(), asio::buffer(line), nothrow_awaitable);
+            continue;
+        }
+        auto raced = co_await (conn.socket().async_read_some(buf.prepare(1024), nothrow_awaitable) ||
+                               conn.until_stopping());
+        if (raced.index() == 1)
+        {
+            co_await asio::async_write(conn.socket(), asio::buffer("going away\n", 11), nothrow_awaitable);
+            co_return;
+        }
+        auto [ec, n] = std::get<0>(raced);
+        if (ec)
+            co_return;
+        buf.commit(n);
+    }
+}
+
+asio::awaitable<response> upgrade_to_echo(request&)
+{
+    response res;
+    res.upgrade("echo", &echo_lines);
+    co_return res;
+}
+
+// A body produced over time: a line every 20 ms until cancelled (or 1000 lines).
+asio::awaitable<void> tick_lines(body_writer& out)
+{
+    asio::steady_timer t{co_await asio::this_coro::executor};
+    for (int i = 0; i < 1000; ++i)
+    {
+        auto ec = co_await out.write("tick " + std::to_string(i) + "\n");
+        if (ec)
+            co_return;
+        t.expires_after(20ms);
+        auto [wec] = co_await t.async_wait(nothrow_awaitable);
+        if (wec)
+            co_return;
+    }
+}
+
+asio::awaitable<response> ticks(request&)
+{
+    response res{http::status::ok, 11};
+    res.set(http::field::content_type, "text/plain");
+    res.stream(&tick_lines);
+    co_return res;
+}
+
+void streaming_routes(router& r)
+{
+    r.get("/echo", &upgrade_to_echo);
+    r.get("/ticks", &ticks);
+}
+
+} // namespace
+
+TEST_CASE("server: an upgrade hands over the connection with the bytes already read", "[server][upgrade]")
+{
+    embedded app{{}, &streaming_routes};
+    raw_client c{app.port};
+    // The first line rides in the same packet as the request: it is in the buffer handed over.
+    c.send("GET /echo HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\nhello\n");
+    auto text = c.read_until("hello\n");
+    CHECK(text.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
+    CHECK(text.find("Upgrade: echo\r\n") != std::string::npos);
+    CHECK(text.find("Content-Length") == std::string::npos);
+    CHECK(text.ends_with("\r\n\r\nhello\n"));
+    CHECK(app.srv->stats().connections_open == 1); // an upgraded connection still counts
+    c.send("again\n");
+    CHECK(c.read_until("again\n").ends_with("hello\nagain\n"));
+    c.send("bye\n");
+    c.read_until("\x01"); // the server closes once the handler returns
+    CHECK(c.got.ends_with("again\n"));
+}
+
+TEST_CASE("server: shutdown tells an upgraded connection, which ends within the grace", "[server][upgrade][shutdown]")
+{
+    embedded app{{}, &streaming_routes};
+    raw_client c{app.port};
+    c.send("GET /echo HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\nping\n");
+    c.read_until("ping\n");
+    auto start = std::chrono::steady_clock::now();
+    std::promise<void> done;
+    asio::co_spawn(app.ioc, app.srv->shutdown(5s), [&](std::exception_ptr) { done.set_value(); });
+    CHECK(c.read_until("going away\n").ends_with("going away\n"));
+    REQUIRE(done.get_future().wait_for(5s) == std::future_status::ready);
+    CHECK(std::chrono::steady_clock::now() - start < 4s); // woken by the last connection, not the grace
+    CHECK(app.srv->stats().connections_open == 0);
+}
+
+TEST_CASE("server: a produced body streams chunked and ends cleanly at shutdown", "[server][stream][shutdown]")
+{
+    embedded app{{}, &streaming_routes};
+    raw_client c{app.port};
+    c.send("GET /ticks HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto text = c.read_until("tick 2\n");
+    CHECK(text.find("Transfer-Encoding: chunked\r\n") != std::string::npos);
+    CHECK(text.find("7\r\ntick 0\n\r\n") != std::string::npos);
+    std::promise<void> done;
+    asio::co_spawn(app.ioc, app.srv->shutdown(5s), [&](std::exception_ptr) { done.set_value(); });
+    CHECK(c.read_until("\r\n0\r\n\r\n").ends_with("\r\n0\r\n\r\n")); // the terminal chunk
+    REQUIRE(done.get_future().wait_for(5s) == std::future_status::ready);
+    CHECK(app.srv->stats().connections_open == 0);
+}
+
+TEST_CASE("server: a produced body's producer is cancelled when its client leaves", "[server][stream]")
+{
+    embedded app{{}, &streaming_routes};
+    {
+        raw_client c{app.port};
+        c.send("GET /ticks HTTP/1.1\r\nHost: x\r\n\r\n");
+        c.read_until("tick 1\n");
+    } // closed here
+    auto until = std::chrono::steady_clock::now() + 5s;
+    while (app.srv->stats().connections_open > 0 && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(10ms);
+    CHECK(app.srv->stats().connections_open == 0); // well before the 1000 ticks (20 s)
+}
+
+namespace {
+
+// The README's auth example: every route under /admin needs a token.
+asio::awaitable<std::optional<response>> require_token(request& req)
+{
+    if (req.route().starts_with("/admin/") && req.header(http::field::authorization) != "Bearer let-me-in")
+        co_return problem(http::status::unauthorized, "this route needs a token");
+    co_return std::nullopt;
+}
+
+// The same guard written against the path instead of the route template.
+asio::awaitable<std::optional<response>> require_token_by_path(request& req)
+{
+    if (req.path().starts_with("/admin/") && req.header(http::field::authorization) != "Bearer let-me-in")
+        co_return problem(http::status::unauthorized, "this route needs a token");
+    co_return std::nullopt;
+}
+
+asio::awaitable<response> secret(request& req)
+{
+    co_return make_response(http::status::ok, "text/plain", "secret " + std::string{*req.param("name")});
+}
+
+} // namespace
+
+TEST_CASE("server: an auth hook cannot be slipped past with encoded, dotted or doubled paths", "[server][hooks]")
+{
+    const char* targets[] = {
+        "/admin/plans", "/%61dmin/plans", "/admin/%70lans", "/./admin/plans", "/x/../admin/plans",
+        "//admin/plans", "/admin//plans", "/admin/./plans", "/%2e/admin/plans", "/x/%2e%2e/admin/plans",
+        "http://x/admin/plans",
+    };
+    for (auto guard : {&require_token, &require_token_by_path})
+    {
+        embedded app{{}, [guard](router& r) {
+                         r.before(guard);
+                         r.get("/admin/{name}", &secret);
+                     }};
+        for (auto target : targets)
+        {
+            INFO(target);
+            auto res = app.get(target);
+            CHECK(res.result() == http::status::unauthorized);
+            CHECK(res.body().find("secret") == std::string::npos);
+        }
+        asio::io_context client;
+        tcp::socket s{client};
+        s.connect({asio::ip::make_address("127.0.0.1"), app.port});
+        http::request<http::empty_body> req{http::verb::get, "/%61dmin/./plans", 11};
+        req.set(http::field::host, "localhost");
+        req.set(http::field::authorization, "Bearer let-me-in");
+        http::write(s, req);
+        beast::flat_buffer buf;
+        http::response<http::string_body> res;
+        http::read(s, buf, res);
+        CHECK(res.result() == http::status::ok);
+        CHECK(res.body() == "secret plans");
+    }
 }

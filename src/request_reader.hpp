@@ -1,0 +1,230 @@
+#pragma once
+// Bytes in, a request or a rejection out: the header with its limits and the RFC 9112
+// framing rules, Expect: 100-continue, and the body.
+
+#include "detail.hpp"
+#include "framing.hpp"
+#include "request_id.hpp"
+#include "watchdog.hpp"
+
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/system/result.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <optional>
+#include <string>
+
+namespace coroute::detail {
+
+struct reader_options
+{
+    header_limits limits;
+    std::uint64_t body_limit = 1024 * 1024;
+    std::size_t chunk_extension_limit = 1024;
+    std::chrono::milliseconds header_timeout{10'000};
+    std::chrono::milliseconds body_timeout{60'000};
+    std::chrono::milliseconds idle_timeout{30'000};
+    std::chrono::milliseconds write_timeout{30'000};
+};
+
+/// A request read whole, before it becomes a `coroute::request`.
+struct incoming
+{
+    http::request<http::string_body> message;
+    std::string id;
+    std::chrono::steady_clock::time_point started; ///< when its header was complete
+};
+
+/// Why no request came: an answer to give (then close), or nothing to say (the
+/// client left, the connection idled out, the server stops).
+struct read_failure
+{
+    std::optional<rejection> answer;
+    std::string id; ///< the request's id once its header was parsed, else empty
+};
+
+using read_result = boost::system::result<incoming, read_failure>;
+
+/// Pure steps of reading, apart from the waiting (and tested alone).
+namespace reading {
+
+/// Parses a complete header's bytes into `parser` and checks its framing and length.
+/// On success the parser holds the header and `used` bytes of `header` were taken.
+std::optional<rejection> parse_head(std::string_view header, const reader_options& o,
+                                    http::request_parser<http::string_body>& parser);
+
+/// The rejection for a failed body read, or empty when the client simply left.
+std::optional<rejection> body_failure(boost::system::error_code ec, bool timed_out, const reader_options& o);
+
+/// How much to ask the socket for: under 1 KiB covers most request headers (and stays
+/// below glibc's large-chunk sizes); more only when a header or pipelined requests need it.
+std::size_t read_room(const beast::flat_buffer& b);
+
+inline constexpr std::size_t small_read = 1000;
+
+} // namespace reading
+
+/// Reads requests from `Stream` into a buffer the connection keeps (pipelined bytes
+/// stay there for the next request). One reader per connection; not thread-safe.
+template <class Stream>
+class request_reader
+{
+public:
+    request_reader(Stream& s, beast::flat_buffer& b, watchdog& w, const reader_options& o, request_ids& ids)
+        : stream_(s), buffer_(b), watchdog_(w), opts_(o), ids_(ids)
+    {
+    }
+
+    /// True while waiting for the first byte of the next request.
+    bool idle() const noexcept { return idle_; }
+
+    /// The next request, or why there is none. Gives up waiting for a request that
+    /// has not begun once `stopping` is set.
+    asio::awaitable<read_result> read(const std::atomic<bool>& stopping)
+    {
+        auto header = co_await read_header(stopping);
+        if (!header)
+            co_return read_failure{std::move(header.error()), {}};
+
+        auto started = std::chrono::steady_clock::now();
+        auto& parser = parser_.emplace();
+        auto head_bytes = std::string_view{static_cast<const char*>(buffer_.data().data()), *header};
+        if (auto r = reading::parse_head(head_bytes, opts_, parser))
+        {
+            auto given = parser.get()["X-Request-Id"];
+            auto id = parser.is_header_done() ? ids_.for_request({given.data(), given.size()}) : std::string{};
+            parser_.reset();
+            co_return read_failure{std::move(r), std::move(id)};
+        }
+        buffer_.consume(*header);
+        auto given = parser.get()["X-Request-Id"];
+        auto id = ids_.for_request({given.data(), given.size()});
+
+        if (!parser.is_done() || !parser.get()[http::field::expect].empty())
+        {
+            auto failed = co_await read_body(parser);
+            if (failed)
+            {
+                parser_.reset();
+                co_return read_failure{std::move(*failed), std::move(id)};
+            }
+        }
+        incoming in{parser.release(), std::move(id), started};
+        parser_.reset();
+        co_return in;
+    }
+
+private:
+    using header_result = boost::system::result<std::size_t, std::optional<rejection>>;
+
+    std::string_view buffered() const
+    {
+        return {static_cast<const char*>(buffer_.data().data()), buffer_.size()};
+    }
+
+    // Reads until a whole header is buffered (RFC 9112 §2.2: leading empty lines are
+    // skipped); its size in bytes, or why not.
+    asio::awaitable<header_result> read_header(const std::atomic<bool>& stopping)
+    {
+        std::size_t resume = 0;
+        bool started = false;
+        for (;;)
+        {
+            auto scan = scan_header(buffered(), opts_.limits, resume);
+            if (scan.state == header_scan::rejected)
+                co_return header_result{boost::system::in_place_error, std::move(scan.error)};
+            if (scan.state == header_scan::complete)
+            {
+                watchdog_.io_clear();
+                buffer_.consume(scan.skip);
+                co_return scan.end - scan.skip;
+            }
+            bool has_bytes = buffer_.size() > scan.skip;
+            if (!has_bytes)
+            {
+                if (stopping.load())
+                    co_return header_result{boost::system::in_place_error, std::nullopt};
+                idle_ = true;
+                watchdog_.io_after(opts_.idle_timeout);
+                // An idle keep-alive connection keeps a small read buffer only: a big one,
+                // grown for a big request, goes back now.
+                if (buffer_.size() == 0 && buffer_.capacity() > reading::small_read)
+                    buffer_.shrink_to_fit();
+            }
+            else if (!started)
+            {
+                started = true; // the header clock starts with its first byte
+                watchdog_.io_after(opts_.header_timeout);
+            }
+            auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(reading::read_room(buffer_)),
+                                                            nothrow_awaitable);
+            idle_ = false;
+            if (ec)
+            {
+                watchdog_.io_clear();
+                std::optional<rejection> answer;
+                if (watchdog_.io_expired() && has_bytes && !stopping.load())
+                    answer.emplace(http::status::request_timeout, "the request header took too long");
+                watchdog_.clear_io_expired();
+                co_return header_result{boost::system::in_place_error, std::move(answer)};
+            }
+            buffer_.commit(n);
+        }
+    }
+
+    // Expect: 100-continue and the body. Empty: the body is read.
+    asio::awaitable<std::optional<std::optional<rejection>>> read_body(http::request_parser<http::string_body>& parser)
+    {
+        auto& head = parser.get();
+        bool has_body = !parser.is_done();
+        if (auto expect = head[http::field::expect]; !expect.empty())
+        {
+            if (!beast::iequals(detail::trim({expect.data(), expect.size()}), "100-continue"))
+                co_return std::optional<rejection>{rejection{http::status::expectation_failed,
+                                                             "only 100-continue is supported"}};
+            if (has_body && head.version() >= 11)
+            {
+                static constexpr std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
+                watchdog_.io_after(opts_.write_timeout);
+                auto [wec, wn] = co_await asio::async_write(stream_, asio::buffer(cont), nothrow_awaitable);
+                watchdog_.io_clear();
+                if (wec)
+                    co_return std::optional<rejection>{};
+            }
+        }
+        if (!has_body)
+            co_return std::nullopt;
+
+        parser.body_limit(opts_.body_limit);
+        auto ext_limit = opts_.chunk_extension_limit;
+        auto on_chunk = [ext_limit](std::uint64_t, beast::string_view ext, boost::system::error_code& cec) {
+            if (ext.size() > ext_limit)
+                cec = http::error::bad_chunk_extension;
+        };
+        parser.on_chunk_header(on_chunk);
+        watchdog_.io_after(opts_.body_timeout);
+        auto [ec, n] = co_await http::async_read(stream_, buffer_, parser, nothrow_awaitable);
+        watchdog_.io_clear();
+        bool timed_out = watchdog_.io_expired();
+        watchdog_.clear_io_expired();
+        if (!ec)
+            co_return std::nullopt;
+        co_return std::optional<rejection>{reading::body_failure(ec, timed_out, opts_)};
+    }
+
+    Stream& stream_;
+    beast::flat_buffer& buffer_;
+    watchdog& watchdog_;
+    const reader_options& opts_;
+    request_ids& ids_;
+    std::optional<http::request_parser<http::string_body>> parser_;
+    bool idle_ = false;
+};
+
+} // namespace coroute::detail
