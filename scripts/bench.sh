@@ -7,7 +7,7 @@
 # usage: scripts/bench.sh [--quick] [--duration S] [--warmup S] [--threads N]
 #                         [--rounds N] [--only a,b,...] [--no-build] [--no-pin]
 #   --quick      smoke run: 2 s per scenario, 1 s warm-up, one reference round
-#   --only       healthz,static,db-c100,db-c1000,db-c10000,parallel,external,idle-10k,reference
+#   --only       healthz,static,static-8m,db-c100,db-c1000,db-c10000,parallel,external,idle-10k,reference
 #
 # A benchmark needs the machine to itself: where others build and test on it, run it
 # under their lock, e.g. `flock /tmp/coroute-build.lock scripts/bench.sh`.

@@ -5,7 +5,8 @@
 //   js/external.js   GET /api/external
 //   js/combined.js   GET /api/combined, drawn with js/timeline.js
 //   js/lab.js        many /api/db at once, one after another, and /api/db/parallel
-//   js/items.js      the /api/items view: list, add, edit, delete
+//   js/items.js      the /api/items view: list, add, edit, delete, kept live by
+//   js/live.js       the event feed, /api/events (Server-Sent Events)
 //
 // js/http.js has the one function that talks to the server; js/dom.js the helpers
 // that fill the page.

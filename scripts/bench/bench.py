@@ -43,6 +43,8 @@ SCENARIOS = [
     ("external", "/api/external", 64, None),
 ]
 IDLE_CONNECTIONS = 10000
+LARGE_FILE_BYTES = 8 * 1024 * 1024
+LARGE_FILE_CONNECTIONS = 16
 
 
 class _Skip(Exception):
@@ -193,6 +195,16 @@ http {{
 """
 
 
+# The same file from a directory, as nginx serves it in production (sendfile on).
+NGINX_STATIC_CONF = NGINX_CONF.replace("""    location / {{
+      default_type application/json;
+      return 200 '{{"status":"ok"}}';
+    }}""", """    sendfile on;
+    location / {{
+      root {root};
+    }}""")
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -202,12 +214,12 @@ def free_port():
 class Nginx:
     """Debian's nginx with one `return 200` JSON location, as the reference."""
 
-    def __init__(self, workers, cpus=None):
+    def __init__(self, workers, cpus=None, template=None, **fmt):
         self.tmp = tempfile.TemporaryDirectory(prefix="coroute-bench-nginx-")
         self.port = free_port()
         conf = os.path.join(self.tmp.name, "nginx.conf")
         with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(workers=workers, dir=self.tmp.name, port=self.port))
+            f.write((template or NGINX_CONF).format(workers=workers, dir=self.tmp.name, port=self.port, **fmt))
         self.err = open(os.path.join(self.tmp.name, "stderr"), "w")
         self.proc = subprocess.Popen(pinned([nginx_binary(), "-p", self.tmp.name, "-c", conf], cpus),
                                      stdin=subprocess.DEVNULL, stdout=self.err, stderr=self.err)
@@ -423,6 +435,41 @@ def run_idle(args):
         srv.stop()
 
 
+def run_large_static(args):
+    """An 8 MiB file from the static site, coroute (streamed from disk) against nginx
+    (sendfile) serving the same directory, on servers of their own."""
+    site = tempfile.TemporaryDirectory(prefix="coroute-bench-www-")
+    with open(os.path.join(site.name, "index.html"), "w") as f:
+        f.write("<!doctype html><title>bench</title>\n")
+    with open(os.path.join(site.name, "big.bin"), "wb") as f:
+        f.write(os.urandom(LARGE_FILE_BYTES))
+    out = []
+    try:
+        srv = CorouteServer(args.server, args.threads, extra=("--www", site.name))
+        try:
+            r = measure(srv.url("/big.bin"), LARGE_FILE_CONNECTIONS, args.warmup, args.duration, args.wrk_threads,
+                        server=srv)
+            row = summarize("static-8m", "/big.bin", LARGE_FILE_CONNECTIONS, None, r)
+            row["mib_per_s"] = round(row["rps"] * LARGE_FILE_BYTES / 2**20, 1)
+            row["peak_rss_kib"] = srv.peak_rss_kib()
+            out.append(row)
+        finally:
+            srv.stop()
+        ngx = Nginx(args.threads, template=NGINX_STATIC_CONF, root=site.name)
+        try:
+            r = measure(ngx.url("/big.bin"), LARGE_FILE_CONNECTIONS, args.warmup, args.duration, args.wrk_threads)
+            row = summarize("static-8m-nginx", "/big.bin", LARGE_FILE_CONNECTIONS, None, r)
+            row["mib_per_s"] = round(row["rps"] * LARGE_FILE_BYTES / 2**20, 1)
+            out.append(row)
+        finally:
+            ngx.stop()
+    finally:
+        site.cleanup()
+    for row in out:
+        log(f"  {row['name']}: {row['rps']:.0f} req/s ({row['mib_per_s']} MiB/s), p99 {row['p99_ms']:.1f} ms")
+    return out
+
+
 def run_reference(args, cores):
     """coroute vs nginx under healthz's load, in alternating rounds; medians compared."""
     configs = [1] + ([args.threads] if args.threads != 1 else [])
@@ -594,6 +641,17 @@ def markdown(res):
         else:
             lines.append(f"| idle-10k | {IDLE_CONNECTIONS} | failed | | | | | |")
     lines.append("")
+    big = {r["name"]: r for r in res["scenarios"] if r["name"].startswith("static-8m") and r["status"] == "ok"}
+    if "static-8m" in big:
+        line = (f"static-8m: an 8 MiB file, {LARGE_FILE_CONNECTIONS} connections: coroute streams it from disk at "
+                f"{big['static-8m']['mib_per_s']:,} MiB/s with a peak RSS of "
+                f"{big['static-8m']['peak_rss_kib'] / 1024:.1f} MiB")
+        if "static-8m-nginx" in big:
+            n = big["static-8m-nginx"]
+            line += (f"; nginx (sendfile) serves the same file at {n['mib_per_s']:,} MiB/s "
+                     f"({big['static-8m']['rps'] / n['rps']:.2f} x)" if n["rps"] else "")
+        lines.append(line + ".")
+        lines.append("")
     for ext in (r for r in res["scenarios"] if r["name"].startswith("external") and r["status"] == "ok"):
         hs = ext.get("tls_handshakes_per_1000")
         line = (f"{ext['name']} (`{ext.get('server_args') or 'built-in upstream, 100 ms per answer'}`): "
@@ -759,6 +817,9 @@ def main():
     if wanted("external"):
         log("external: GET /api/external, 64 connections, on servers of its own")
         res["scenarios"].extend(run_external(args, 64))
+    if wanted("static-8m"):
+        log(f"static-8m: GET an 8 MiB file, {LARGE_FILE_CONNECTIONS} connections, coroute and nginx")
+        res["scenarios"].extend(run_large_static(args))
     if wanted("idle-10k"):
         log(f"idle-10k: {IDLE_CONNECTIONS} idle keep-alive connections on a fresh server")
         res["idle"] = run_idle(args)

@@ -142,20 +142,35 @@ export async function artifactsDir() {
  * resource: the server responded with a status of 422"). The page makes some on
  * purpose (a 422 to show, a 502 to show), so a test names those with allow();
  * they are forgiven only if the answer really came with that status.
+ *
+ * A request the page itself cut short (net::ERR_ABORTED, on this origin) is a
+ * failure too, unless the test allowed it (allowAborted), or it is the page's
+ * event feed (an EventSource, which the page closes on purpose and which stays
+ * open until the page goes), or a navigation since it started cut it: the page
+ * is live, so a change on the server can start a request just as a test reloads.
  */
 export class PageWatcher {
   constructor(page, origin) {
     this.origin = new URL(origin).origin;
     this.allowed = [];
+    this.navigations = 0;
+    this.startedAt = new WeakMap(); // request → how many navigations there had been when it started
     this.reset();
+    page.on('framenavigated', (frame) => {
+      if (frame === page.mainFrame()) this.navigations += 1;
+    });
     page.on('pageerror', (error) => this.events.push(`uncaught exception: ${error.message}`));
     page.on('console', (message) => {
       if (message.type() === 'error') this.consoleErrors.push({ text: message.text(), url: message.location().url });
     });
     page.on('requestfailed', (request) => {
-      this.failedRequests.push({ method: request.method(), url: request.url(), error: request.failure()?.errorText });
+      this.failedRequests.push({
+        method: request.method(), url: request.url(), error: request.failure()?.errorText,
+        eventSource: request.resourceType() === 'eventsource', startedAt: this.startedAt.get(request) ?? this.navigations,
+      });
     });
     page.on('request', (request) => {
+      this.startedAt.set(request, this.navigations);
       const url = request.url();
       if (!url.startsWith('data:') && new URL(url).origin !== this.origin) this.events.push(`outside request: ${url}`);
     });
@@ -195,7 +210,8 @@ export class PageWatcher {
     const problems = [...this.events];
     for (const r of this.failedRequests) {
       const aborted = r.error === 'net::ERR_ABORTED' && new URL(r.url).origin === this.origin &&
-        this.abortable.some((prefix) => new URL(r.url).pathname.startsWith(prefix));
+        (r.eventSource || r.startedAt < this.navigations ||
+          this.abortable.some((prefix) => new URL(r.url).pathname.startsWith(prefix)));
       if (!aborted) problems.push(`request failed: ${r.method} ${r.url}: ${r.error}`);
     }
     for (const r of this.errorResponses) {

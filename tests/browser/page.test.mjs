@@ -57,9 +57,13 @@ function ms(value) {
   return `${new Intl.NumberFormat('en-US', { maximumFractionDigits: digits }).format(value)} ms`;
 }
 
-/** Clicks (or otherwise acts) and returns the parsed JSON of the first answer whose path starts with `path`. */
-async function answerTo(path, act, p = page) {
-  const answer = p.waitForResponse((r) => new URL(r.url()).pathname.startsWith(path));
+/**
+ * Clicks (or otherwise acts) and returns the parsed JSON of the first answer whose
+ * path starts with `path` (and, if given, to a request of that method).
+ */
+async function answerTo(path, act, p = page, method = null) {
+  const answer = p.waitForResponse((r) => new URL(r.url()).pathname.startsWith(path) &&
+    (method === null || r.request().method() === method));
   await act();
   const response = await answer;
   return { status: response.status(), body: await response.json() };
@@ -375,6 +379,69 @@ test('Items: ten to a page, with Next and Previous', async () => {
   } finally {
     for (const id of extra) await fetch(`${server.url}/api/items/${id}`, { method: 'DELETE' });
     await reload();
+  }
+});
+
+test('Items are live: a change in one tab shows in another without a reload', { timeout: 60_000 }, async () => {
+  const soon = { timeout: 5_000 };
+  const a = page;
+  const b = await browser.context.newPage();
+  b.setDefaultTimeout(20_000);
+  const bWatcher = new PageWatcher(b, server.url);
+  try {
+    await b.goto(`${server.url}/`);
+    await b.locator('#items-caption', { hasText: /^Items 1 to/ }).waitFor();
+    for (const p of [a, b]) await p.locator('#items-live', { hasText: /^live$/ }).waitFor(soon);
+    assert.equal(await b.locator('#items-live').getAttribute('aria-live'), 'polite');
+    // A mark that a reload would wipe out.
+    await b.evaluate(() => { window.sameDocument = true; });
+    await a.bringToFront(); // changes are made in A; B, in the background, only watches
+
+    const before = await fetch(`${server.url}/api/items?limit=10`).then((r) => r.json());
+    assert.ok(before.total < 10, `a new item lands on the first page, with ${before.total} items before it`);
+    const rowIn = (p, id) => p.locator(`#items-body tr[data-id="${id}"]`);
+
+    // Added in A: the row appears in B, and the count goes up.
+    await a.locator('#add-name').fill('Reading lamp');
+    await a.locator('#add-price').fill('30');
+    const created = await answerTo('/api/items', () => a.locator('#item-add button').click(), a, 'POST');
+    assert.equal(created.status, 201);
+    const { id } = created.body;
+    await rowIn(b, id).waitFor(soon);
+    assert.equal(await text('.item-name', rowIn(b, id)), 'Reading lamp');
+    assert.equal(await text('.item-price', rowIn(b, id)), '30.00');
+    const after = `Items 1 to ${before.total + 1} of ${before.total + 1}`;
+    await b.locator('#items-caption', { hasText: after }).waitFor(soon);
+    await a.locator('#items-caption', { hasText: after }).waitFor(soon);
+    assert.equal(await rowIn(a, id).count(), 1, 'A shows its new item once, though it heard of it twice');
+    assert.equal(await b.locator('#items-body tr').count(), before.total + 1);
+
+    // Edited in A: B shows the new name and price.
+    await rowIn(a, id).getByRole('button', { name: 'Edit Reading lamp' }).click();
+    await a.locator(`#edit-${id}-name`).fill('Reading lamp, brass');
+    await a.locator(`#edit-${id}-price`).fill('42');
+    const saved = await answerTo(`/api/items/${id}`, () => a.locator(`#edit-${id}-price`).press('Enter'), a, 'PUT');
+    assert.equal(saved.status, 200);
+    await rowIn(b, id).locator('.item-name', { hasText: /^Reading lamp, brass$/ }).waitFor(soon);
+    assert.equal(await text('.item-price', rowIn(b, id)), '42.00');
+    assert.equal(await rowIn(b, id).locator('time').getAttribute('datetime'), saved.body.updated_at);
+    assert.equal(await rowIn(a, id).count(), 1);
+    await shoot('07-items-live', b.locator('#items'));
+
+    // Deleted in A: gone from B, and the count is back.
+    await rowIn(a, id).getByRole('button', { name: 'Delete Reading lamp, brass' }).click();
+    await rowIn(b, id).waitFor({ ...soon, state: 'detached' });
+    const back = `Items 1 to ${before.total} of ${before.total}`;
+    await b.locator('#items-caption', { hasText: back }).waitFor(soon);
+    await a.locator('#items-caption', { hasText: back }).waitFor(soon);
+    assert.equal(await rowIn(a, id).count(), 0);
+    assert.equal((await apiItem(id)).status, 404);
+
+    assert.equal(await b.evaluate(() => window.sameDocument), true, 'B was never reloaded');
+    assert.equal(await text('#items-live', b), 'live');
+    assert.deepEqual(bWatcher.check(), [], 'the second tab must run clean');
+  } finally {
+    await b.close();
   }
 });
 

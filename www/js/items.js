@@ -9,14 +9,33 @@
 // The rules then live in one place, and a 422 names each field that is wrong:
 //   {"status":422, "errors":[{"field":"name","message":"must be 1 to 100 characters long"}]}
 // so each message is shown under the input it names.
+//
+// The list is live: the panel reads the event feed (js/live.js, GET /api/events),
+// and every change to the items, made in this tab, another one or with curl,
+// redraws the page of the list on show from a fresh GET. Rows that did not change
+// stay as they are, so a row being edited keeps what was typed and the focus stays
+// where it was; a row changed elsewhere is marked like one changed here. A `reset`
+// (events were missed) and every (re)connection redraw it the same way.
 
 import { call } from './http.js';
 import { el, formatPrice, hideProblem, networkProblem, problemOf, setText, showProblem, whileBusy } from './dom.js';
+import { onFeed, startFeed } from './live.js';
 
 const PAGE_SIZE = 10;
 
 /** The fields of an item and the words the page uses for them. */
 const FIELD_LABELS = { name: 'Name', price: 'Price' };
+
+/** What the live indicator says in each state of the feed. */
+const FEED_WORDS = {
+  connecting: 'connecting…',
+  live: 'live',
+  reconnecting: 'reconnecting…',
+  paused: 'paused while the lab runs',
+};
+
+/** If the feed has not opened by then, the list is loaded without it. */
+const FEED_WAIT_MS = 2_000;
 
 export function setupItems() {
   const addForm = document.getElementById('item-add');
@@ -30,9 +49,24 @@ export function setupItems() {
   const prevButton = document.getElementById('items-prev');
   const nextButton = document.getElementById('items-next');
   const problemBox = document.getElementById('items-problem');
+  const liveBox = document.getElementById('items-live');
 
   let offset = 0;
   let total = 0;
+  let loads = 0;              // every load() counts; only the latest one draws
+  let loaded = false;
+  let drawnOffset = 0;        // the offset of the page the table shows
+  let refreshing = false;     // refresh() is running
+  let again = false;          // and something changed since its load started
+  let problemIsLoad = false;  // the problem box shows a failed load, which the next good one clears
+  /** The item row elements show (their data, to tell whether a redraw changes them). */
+  const shown = new WeakMap();
+  /** The newest version of each item seen, by id: what Cancel goes back to. */
+  const latest = new Map();
+  /** Changes made elsewhere, by id: the updated_at to mark when that version is drawn. */
+  const marks = new Map();
+  /** Ids the feed said were deleted. */
+  const deleted = new Set();
 
   addForm.addEventListener('submit', (event) => {
     event.preventDefault();
@@ -41,22 +75,67 @@ export function setupItems() {
   prevButton.addEventListener('click', () => { offset = Math.max(0, offset - PAGE_SIZE); load(); });
   nextButton.addEventListener('click', () => { offset += PAGE_SIZE; load(); });
 
-  load();
+  // The feed first, then the list: a change made between the two is then never missed.
+  onFeed('state', (state) => {
+    liveBox.textContent = FEED_WORDS[state];
+    liveBox.dataset.state = state;
+  });
+  onFeed('open', refresh);
+  onFeed('reset', refresh);
+  onFeed('item', ({ op, item }) => {
+    if (op === 'deleted') {
+      deleted.add(item.id);
+      latest.delete(item.id);
+    } else if (item.updated_at) {
+      remember(item);
+      marks.set(item.id, item.updated_at);
+    }
+    refresh();
+  });
+  startFeed();
+  setTimeout(() => { if (!loaded) refresh(); }, FEED_WAIT_MS);
 
   // ───── The list ─────
 
+  /** Loads the current page again, once at a time: changes that come meanwhile make one more load. */
+  async function refresh() {
+    if (refreshing) {
+      again = true;
+      return;
+    }
+    refreshing = true;
+    try {
+      do {
+        again = false;
+        await load();
+      } while (again);
+    } finally {
+      refreshing = false;
+    }
+  }
+
   /** Fetches the current page and draws it; `highlight` marks a row that just changed. */
   async function load(highlight) {
+    const mine = ++loads;
+    loaded = true;
     let answer;
     try {
       answer = await call(`/api/items?limit=${PAGE_SIZE}&offset=${offset}`);
     } catch (error) {
+      if (mine !== loads) return;
       showProblem(problemBox, networkProblem(error));
+      problemIsLoad = true;
       return;
     }
+    if (mine !== loads) return; // a later load is under way: it draws
     if (!answer.ok) {
       showProblem(problemBox, problemOf(answer));
+      problemIsLoad = true;
       return;
+    }
+    if (problemIsLoad) {
+      hideProblem(problemBox);
+      problemIsLoad = false;
     }
     const page = answer.data;
     total = page.total;
@@ -66,12 +145,59 @@ export function setupItems() {
       await load(highlight);
       return;
     }
-    tbody.replaceChildren(...page.items.map((item) => viewRow(item, item.id === highlight)));
+    draw(page.items, highlight);
     caption.textContent = total === 0
       ? 'No items yet: add one above.'
       : `Items ${offset + 1} to ${offset + page.items.length} of ${total}`;
     prevButton.disabled = offset === 0;
     nextButton.disabled = offset + page.items.length >= total;
+  }
+
+  /**
+   * Puts these items in the table. A row whose item did not change is kept, and so
+   * is a row being edited (its inputs keep what was typed); the others are made
+   * anew. If the focus was in a row that was made anew, it goes to the same control
+   * of the new row; if that row is gone, to the caption.
+   */
+  function draw(items, highlight) {
+    const focused = focusIn(tbody);
+    const existing = new Map([...tbody.rows].map((row) => [row.dataset.id, row]));
+    const rows = items.map((item) => {
+      remember(item);
+      const mark = marks.get(item.id);
+      if (mark !== undefined && mark <= item.updated_at) marks.delete(item.id);
+      const row = existing.get(String(item.id));
+      if (row?.classList.contains('editing')) return row;
+      if (row && item.id !== highlight && sameItem(shown.get(row), item)) return row;
+      return viewRow(item, item.id === highlight || mark === item.updated_at);
+    });
+    const kept = new Set(rows);
+    for (const [id, row] of existing) {
+      if (kept.has(row)) continue;
+      if (row.classList.contains('editing') && offset === drawnOffset) {
+        const name = shown.get(row).name;
+        setText('items-status', deleted.has(Number(id))
+          ? `Item ${id}, “${name}”, was deleted elsewhere while you edited it.`
+          : `Item ${id}, “${name}”, moved to another page while you edited it; it was not saved.`);
+      }
+      row.remove();
+    }
+    drawnOffset = offset;
+    // The rows kept are in the same order as before, so inserting the new ones around them never moves them.
+    rows.forEach((row, i) => {
+      if (tbody.rows[i] !== row) tbody.insertBefore(row, tbody.rows[i] ?? null);
+    });
+    if (focused && document.activeElement !== focused.element) {
+      const row = [...tbody.rows].find((r) => r.dataset.id === focused.id);
+      const controls = row ? row.querySelectorAll('button, input') : [];
+      (controls[focused.index] ?? caption).focus();
+    }
+  }
+
+  /** Keeps the newest version of an item seen. */
+  function remember(item) {
+    const known = latest.get(item.id);
+    if (!known || !(item.updated_at < known.updated_at)) latest.set(item.id, item);
   }
 
   /** A row that shows an item, with its Edit and Delete buttons. */
@@ -92,6 +218,7 @@ export function setupItems() {
       editor.querySelector('input').focus();
     });
     deleteButton.addEventListener('click', () => whileBusy(deleteButton, () => deleteItem(item)));
+    shown.set(row, item);
     return row;
   }
 
@@ -123,7 +250,8 @@ export function setupItems() {
 
     const save = () => whileBusy(saveButton, () => saveItem(item, fields, row));
     const cancel = () => {
-      const view = viewRow(item);
+      // Back to the item as it is now: it may have changed elsewhere meanwhile.
+      const view = viewRow(latest.get(item.id) ?? item);
       row.replaceWith(view);
       view.querySelector('button').focus();
     };
@@ -134,6 +262,7 @@ export function setupItems() {
       if (event.key === 'Enter' && event.target.tagName === 'INPUT') { event.preventDefault(); save(); }
       if (event.key === 'Escape') { event.preventDefault(); cancel(); }
     });
+    shown.set(row, item);
     return row;
   }
 
@@ -165,6 +294,7 @@ export function setupItems() {
     if (!answer) return;
     if (answer.ok) {
       const saved = answer.data;
+      remember(saved);
       setText('items-status', `Saved item ${saved.id}: “${saved.name}” at ${formatPrice(saved.price)}.`);
       const view = viewRow(saved, true);
       row.replaceWith(view);
@@ -254,4 +384,17 @@ function clearFieldErrors(fields) {
     input.removeAttribute('aria-invalid');
     message.textContent = '';
   }
+}
+
+/** Whether two versions of an item show the same. */
+function sameItem(a, b) {
+  return Boolean(a) && a.name === b.name && a.price === b.price && a.updated_at === b.updated_at;
+}
+
+/** Where the focus is in these rows: the element, its row's id and its place among the row's controls. */
+function focusIn(tbody) {
+  const element = document.activeElement;
+  const row = element && tbody.contains(element) ? element.closest('tr') : null;
+  if (!row) return null;
+  return { element, id: row.dataset.id, index: [...row.querySelectorAll('button, input')].indexOf(element) };
 }

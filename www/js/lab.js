@@ -7,9 +7,14 @@
 // Every bar is measured here with performance.now(), except the query bars of run 3,
 // which the server times and reports (elapsed_ms of each query). All three charts
 // share one time axis, so their lengths compare.
+//
+// The browser opens at most six connections to the server, and the lab measures
+// what that does, so while it runs the Items panel's live feed (which holds one of
+// the six) is closed: the lab has all six to itself.
 
 import { call, wireTiming } from './http.js';
 import { el, formatMs, hideProblem, networkProblem, problemOf, setText, showProblem, whileBusy } from './dom.js';
+import { pauseFeed } from './live.js';
 import { clearTimeline, drawTimeline } from './timeline.js';
 
 /** /api/db/parallel takes at most this many queries per request. */
@@ -42,6 +47,7 @@ export function setupLab() {
 
   async function runAll(n, delay) {
     hideProblem(problemBox);
+    const resumeFeed = pauseFeed();
     controller = new AbortController();
     stopButton.disabled = false;
     progress.hidden = false;
@@ -80,6 +86,7 @@ export function setupLab() {
       stopButton.disabled = true;
       progress.hidden = true;
       controller = null;
+      resumeFeed();
     }
   }
 }
