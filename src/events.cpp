@@ -210,8 +210,9 @@ asio::awaitable<void> stream_events(std::shared_ptr<event_hub::impl> hub, std::o
         {
             std::uint64_t oldest = hub->history.empty() ? hub->last + 1 : hub->history.front().first;
             if (*after > hub->last || *after + 1 < oldest)
-                first += "event: reset\ndata: {\"last_event_id\":" + std::to_string(*after) +
-                         ",\"oldest_id\":" + std::to_string(oldest) + "}\n\n";
+                // With the feed's current id, so the client's next reconnect asks from here.
+                first += "id: " + std::to_string(hub->last) + "\nevent: reset\ndata: {\"last_event_id\":" +
+                         std::to_string(*after) + ",\"oldest_id\":" + std::to_string(oldest) + "}\n\n";
             else
                 for (auto& [id, f] : hub->history)
                     if (id > *after)

@@ -88,68 +88,28 @@ public:
     /// has not begun once `stopping` is set.
     asio::awaitable<read_result> read(const std::atomic<bool>& stopping)
     {
-        auto header = co_await read_header(stopping);
-        if (!header)
-            co_return read_failure{std::move(header.error()), {}};
-
-        auto started = std::chrono::steady_clock::now();
-        auto& parser = parser_.emplace();
-        auto head_bytes = std::string_view{static_cast<const char*>(buffer_.data().data()), *header};
-        if (auto r = reading::parse_head(head_bytes, opts_, parser))
-        {
-            auto given = parser.get()["X-Request-Id"];
-            auto id = parser.is_header_done() ? ids_.for_request({given.data(), given.size()}) : std::string{};
-            parser_.reset();
-            co_return read_failure{std::move(r), std::move(id)};
-        }
-        buffer_.consume(*header);
-        auto given = parser.get()["X-Request-Id"];
-        auto id = ids_.for_request({given.data(), given.size()});
-
-        if (!parser.is_done() || !parser.get()[http::field::expect].empty())
-        {
-            auto failed = co_await read_body(parser);
-            if (failed)
-            {
-                parser_.reset();
-                co_return read_failure{std::move(*failed), std::move(id)};
-            }
-        }
-        incoming in{parser.release(), std::move(id), started};
-        parser_.reset();
-        co_return in;
-    }
-
-private:
-    using header_result = boost::system::result<std::size_t, std::optional<rejection>>;
-
-    std::string_view buffered() const
-    {
-        return {static_cast<const char*>(buffer_.data().data()), buffer_.size()};
-    }
-
-    // Reads until a whole header is buffered (RFC 9112 §2.2: leading empty lines are
-    // skipped); its size in bytes, or why not.
-    asio::awaitable<header_result> read_header(const std::atomic<bool>& stopping)
-    {
+        // The header: read until it is whole (RFC 9112 §2.2: leading empty lines are
+        // skipped). In this frame, not one of its own: this runs once per request.
         std::size_t resume = 0;
         bool started = false;
+        std::size_t header_size = 0;
         for (;;)
         {
             auto scan = scan_header(buffered(), opts_.limits, resume);
             if (scan.state == header_scan::rejected)
-                co_return header_result{boost::system::in_place_error, std::move(scan.error)};
+                co_return read_failure{std::move(scan.error), {}};
             if (scan.state == header_scan::complete)
             {
                 watchdog_.io_clear();
                 buffer_.consume(scan.skip);
-                co_return scan.end - scan.skip;
+                header_size = scan.end - scan.skip;
+                break;
             }
             bool has_bytes = buffer_.size() > scan.skip;
             if (!has_bytes)
             {
                 if (stopping.load())
-                    co_return header_result{boost::system::in_place_error, std::nullopt};
+                    co_return read_failure{};
                 idle_ = true;
                 watchdog_.io_after(opts_.idle_timeout);
                 // An idle keep-alive connection keeps a small read buffer only: a big one,
@@ -172,10 +132,43 @@ private:
                 if (watchdog_.io_expired() && has_bytes && !stopping.load())
                     answer.emplace(http::status::request_timeout, "the request header took too long");
                 watchdog_.clear_io_expired();
-                co_return header_result{boost::system::in_place_error, std::move(answer)};
+                co_return read_failure{std::move(answer), {}};
             }
             buffer_.commit(n);
         }
+
+        auto started_at = std::chrono::steady_clock::now();
+        auto& parser = parser_.emplace();
+        auto head_bytes = buffered().substr(0, header_size);
+        if (auto r = reading::parse_head(head_bytes, opts_, parser))
+        {
+            auto given = parser.get()["X-Request-Id"];
+            auto id = parser.is_header_done() ? ids_.for_request({given.data(), given.size()}) : std::string{};
+            parser_.reset();
+            co_return read_failure{std::move(r), std::move(id)};
+        }
+        buffer_.consume(header_size);
+        auto given = parser.get()["X-Request-Id"];
+        auto id = ids_.for_request({given.data(), given.size()});
+
+        if (!parser.is_done() || !parser.get()[http::field::expect].empty())
+        {
+            auto failed = co_await read_body(parser);
+            if (failed)
+            {
+                parser_.reset();
+                co_return read_failure{std::move(*failed), std::move(id)};
+            }
+        }
+        incoming in{parser.release(), std::move(id), started_at};
+        parser_.reset();
+        co_return in;
+    }
+
+private:
+    std::string_view buffered() const
+    {
+        return {static_cast<const char*>(buffer_.data().data()), buffer_.size()};
     }
 
     // Expect: 100-continue and the body. Empty: the body is read.

@@ -10,7 +10,7 @@
 #include <coroute/streaming.hpp>
 
 #include <boost/asio/this_coro.hpp>
-#include <boost/beast/core/buffers_suffix.hpp>
+#include <boost/asio/write.hpp>
 
 #include <array>
 #include <cstring>
@@ -88,45 +88,75 @@ public:
             w.keep_alive = false;
         }
         writing::serialize_head(res, w, head_);
-        if (ctx.head || std::holds_alternative<upgrade_handler>(res.source()))
-        {
-            out.ec = co_await write_all(std::array{asio::buffer(head_)}, out.bytes);
-            co_return out;
-        }
-        if (auto* part = std::get_if<file_part>(&res.source()))
+        if (auto* part = std::get_if<file_part>(&res.source()); part && !ctx.head)
             co_return co_await write_file(*part);
-        if (produced)
+        if (produced && !ctx.head)
         {
-            out.ec = co_await write_all(std::array{asio::buffer(head_)}, out.bytes);
+            out.ec = co_await write_counted(std::array{asio::buffer(head_)}, out.bytes);
             if (out.ec)
                 co_return out;
             co_return co_await produce(*produced, res.chunked(), out.bytes);
         }
-        out.ec = co_await write_all(std::array{asio::buffer(head_), asio::buffer(res.body())}, out.bytes);
+        // The head and an in-memory body (empty for HEAD and upgrades).
+        auto [ec, n] = co_await send_head_and_body(res, ctx.head);
+        out.ec = finished(ec);
+        out.bytes = n;
         co_return out;
     }
 
-private:
-    // Writes every byte of `buffers`, re-arming the no-progress deadline after each
-    // partial write.
-    template <class Buffers>
-    asio::awaitable<boost::system::error_code> write_all(const Buffers& buffers, std::uint64_t& total)
+    /// The common case on its own, no coroutine frame: a response whose body is in
+    /// memory. Completes with (error, bytes); call `finished` with the error after.
+    auto write_memory(response& res, const write_context& ctx)
     {
-        beast::buffers_suffix<Buffers> rest{buffers};
-        while (beast::buffer_bytes(rest) > 0)
-        {
-            watchdog_.io_after(no_progress_);
-            auto [ec, n] = co_await stream_.async_write_some(rest, nothrow_awaitable);
-            watchdog_.io_clear();
-            total += n;
-            if (ec)
-            {
-                watchdog_.clear_io_expired();
-                co_return ec;
-            }
-            rest.consume(n);
-        }
-        co_return boost::system::error_code{};
+        writing::serialize_head(res, ctx, head_);
+        return send_head_and_body(res, ctx.head);
+    }
+
+    /// Ends a write's deadline; passes its error on.
+    boost::system::error_code finished(boost::system::error_code ec)
+    {
+        watchdog_.io_clear();
+        watchdog_.clear_io_expired();
+        return ec;
+    }
+
+private:
+    auto send_head_and_body(const response& res, bool head_only)
+    {
+        auto body = head_only || res.streamed() ? asio::const_buffer{} : asio::buffer(res.body());
+        return write_all(std::array<asio::const_buffer, 2>{asio::buffer(head_), body});
+    }
+
+    // Writes every byte of `buffers`: one composed operation (no coroutine frame of
+    // its own) whose completion condition re-arms the no-progress deadline each time
+    // bytes have moved.
+    template <class Buffers>
+    auto write_all(const Buffers& buffers)
+    {
+        watchdog_.io_after(no_progress_);
+        auto size = asio::buffer_size(buffers);
+        return asio::async_write(
+            stream_, buffers,
+            [this, size, moved = std::size_t{0}](const boost::system::error_code& ec, std::size_t n) mutable {
+                if (ec || n >= size)
+                    return std::size_t{0};
+                if (n > moved) // progress: the clock starts again
+                {
+                    moved = n;
+                    watchdog_.io_after(no_progress_);
+                }
+                return std::size_t{64 * 1024};
+            },
+            nothrow_awaitable);
+    }
+
+    // Writes `buffers`, adds what was written to `total`; the error, if any.
+    template <class Buffers>
+    asio::awaitable<boost::system::error_code> write_counted(const Buffers& buffers, std::uint64_t& total)
+    {
+        auto [ec, n] = co_await write_all(buffers);
+        total += n;
+        co_return finished(ec);
     }
 
     asio::awaitable<write_outcome> write_file(const file_part& part)
@@ -160,7 +190,7 @@ private:
                 got = *r;
             }
             auto head = head_sent ? asio::const_buffer{} : asio::buffer(head_);
-            out.ec = co_await write_all(std::array{head, asio::const_buffer{chunk.get(), got}}, out.bytes);
+            out.ec = co_await write_counted(std::array{head, asio::const_buffer{chunk.get(), got}}, out.bytes);
             head_sent = true;
             if (out.ec)
                 co_return out;
@@ -198,11 +228,11 @@ private:
             {
                 std::array<char, 20> line;
                 auto size = writing::chunk_size_line(data.size(), line);
-                failed_ = co_await w_.write_all(
+                failed_ = co_await w_.write_counted(
                     std::array{asio::buffer(size), asio::buffer(data), asio::buffer("\r\n", 2)}, total_);
             }
             else
-                failed_ = co_await w_.write_all(std::array{asio::buffer(data)}, total_);
+                failed_ = co_await w_.write_counted(std::array{asio::buffer(data)}, total_);
             co_return failed_;
         }
 
@@ -254,7 +284,7 @@ private:
         if (chunked)
         {
             static constexpr std::string_view last = "0\r\n\r\n";
-            out.ec = co_await write_all(std::array{asio::buffer(last)}, out.bytes);
+            out.ec = co_await write_counted(std::array{asio::buffer(last)}, out.bytes);
         }
         else if (!body.length)
             out.reusable = false; // close-delimited (HTTP/1.0)

@@ -97,6 +97,8 @@ public:
 
 private:
     // Requests one after another until one of them, or the client, ends the connection.
+    // The steps of one request stay in this frame: each coroutine frame of its own would
+    // be an allocation per request (measured: about 15 % of /healthz).
     asio::awaitable<void> serve()
     {
         for (;;)
@@ -113,7 +115,16 @@ private:
             request req{std::move(next->message), std::move(next->id), started + srv_->opts.request_timeout,
                         srv_->log.get(), remote_};
 
-            response res = co_await dispatch(req);
+            // Dispatch under the request's deadline (and, when asked, the client's presence):
+            // past either, the handler's waits are cancelled and the router answers 504 (499).
+            watchdog_.request_until(req.deadline());
+            watch_peer();
+            response res = co_await srv_->routes->dispatch(req);
+            stop_watching_peer();
+            watchdog_.request_clear();
+            auto cs = co_await asio::this_coro::cancellation_state;
+            if (was_cancelled(cs))
+                co_await asio::this_coro::reset_cancellation_state();
             if (closing_)
                 co_return;
             if (res.result_int() == 499)
@@ -121,34 +132,29 @@ private:
                 log_access(res, req, 0, started); // as nginx logs it: the client left first
                 co_return;
             }
+
             bool keep = req.message().keep_alive() && res.keep_alive() && !srv_->draining.load();
-            auto sent = co_await respond(req, res, keep);
+            finish_payload(res);
+            write_context ctx{req.id(), keep, req.message().version(), req.method() == http::verb::head};
+            write_outcome sent;
+            if (res.streamed())
+                sent = co_await respond_streamed(res, ctx);
+            else
+            {
+                auto [ec, n] = co_await writer_.write_memory(res, ctx);
+                sent.ec = writer_.finished(ec);
+                sent.bytes = n;
+            }
             log_access(res, req, sent.bytes, started);
             if (sent.ec || !sent.reusable || !keep || upgraded_)
                 co_return;
         }
     }
 
-    // The router under the request's deadline (and, when asked, the client's
-    // presence): past either, the handler's waits are cancelled and the router
-    // answers 504 or 499.
-    asio::awaitable<response> dispatch(request& req)
+    // A produced body runs its producer (watched for the client leaving, ended at
+    // shutdown); an upgrade hands the connection to its handler once the 101 is out.
+    asio::awaitable<write_outcome> respond_streamed(response& res, const write_context& ctx)
     {
-        watchdog_.request_until(req.deadline());
-        watch_peer();
-        response res = co_await srv_->routes->dispatch(req);
-        stop_watching_peer();
-        watchdog_.request_clear();
-        co_await clear_cancellation();
-        co_return res;
-    }
-
-    // Writes the response; a produced body runs its producer (watched for the client
-    // leaving), and an upgrade hands the connection to its handler.
-    asio::awaitable<write_outcome> respond(request& req, response& res, bool keep)
-    {
-        finish_payload(res);
-        write_context ctx{req.id(), keep, req.message().version(), req.method() == http::verb::head};
         bool produced = std::holds_alternative<produced_body>(res.source()) && !ctx.head;
         if (produced)
         {
@@ -162,7 +168,9 @@ private:
         {
             producing_ = false;
             stop_watching_peer(true);
-            co_await clear_cancellation();
+            auto cs = co_await asio::this_coro::cancellation_state;
+            if (was_cancelled(cs))
+                co_await asio::this_coro::reset_cancellation_state();
         }
         if (auto* h = std::get_if<upgrade_handler>(&res.source()); h && !sent.ec)
         {
@@ -239,13 +247,11 @@ private:
                 peer_.stop(socket());
     }
 
-    // A deadline or a departed client left the coroutine's cancellation state
-    // cancelled: clear it before the next request's I/O.
-    asio::awaitable<void> clear_cancellation()
+    // A deadline or a departed client leaves the coroutine's cancellation state
+    // cancelled; it is cleared before the next request's I/O.
+    static bool was_cancelled(const asio::cancellation_state& cs)
     {
-        auto cs = co_await asio::this_coro::cancellation_state;
-        if (cs.cancelled() != asio::cancellation_type::none)
-            co_await asio::this_coro::reset_cancellation_state();
+        return cs.cancelled() != asio::cancellation_type::none;
     }
 
     asio::awaitable<bool> handshake()
@@ -299,7 +305,7 @@ private:
             socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
             std::size_t drained = 0;
             char sink[4096];
-            while (drained < 256 * 1024)
+            while (drained < 4 * 1024 * 1024) // nginx lingers longer still; 2 s and 4 MiB bound it here
             {
                 auto [rec, n] = co_await socket().async_read_some(asio::buffer(sink), nothrow_awaitable);
                 if (rec)
