@@ -49,7 +49,6 @@ struct read_failure
     std::string id; ///< the request's id once its header was parsed, else empty
 };
 
-using read_result = boost::system::result<incoming, read_failure>;
 
 /// Pure steps of reading, apart from the waiting (and tested alone).
 namespace reading {
@@ -84,9 +83,41 @@ public:
     /// True while waiting for the first byte of the next request.
     bool idle() const noexcept { return idle_; }
 
-    /// The next request, or why there is none. Gives up waiting for a request that
-    /// has not begun once `stopping` is set.
-    asio::awaitable<read_result> read(const std::atomic<bool>& stopping)
+    /// Nothing of the next request is buffered yet.
+    bool empty() const noexcept { return buffer_.size() == 0; }
+
+    /// The wait of an idle connection, for the caller to await directly: one read under
+    /// the idle timeout, no coroutine frame of the reader's, so an idle connection costs
+    /// only its session. Pass the outcome to `idle_read_done`.
+    auto idle_read()
+    {
+        idle_ = true;
+        watchdog_.io_after(opts_.idle_timeout);
+        // An idle keep-alive connection keeps a small read buffer only: a big one,
+        // grown for a big request, goes back now.
+        if (buffer_.capacity() > reading::small_read)
+            buffer_.shrink_to_fit();
+        return stream_.async_read_some(buffer_.prepare(reading::read_room(buffer_)), nothrow_awaitable);
+    }
+
+    /// True when the idle read brought bytes (`read` then takes the request on);
+    /// false when the connection ends (closed, idle timeout, shutdown).
+    bool idle_read_done(boost::system::error_code ec, std::size_t n)
+    {
+        idle_ = false;
+        watchdog_.io_clear();
+        watchdog_.clear_io_expired();
+        if (ec)
+            return false;
+        buffer_.commit(n);
+        return true;
+    }
+
+    /// Reads the next request: empty when it is ready (`take` it), else why there is
+    /// none. Gives up waiting for a request that has not begun once `stopping` is set.
+    /// (The request stays in the reader until taken: the frame that waits while a
+    /// connection idles stays small.)
+    asio::awaitable<std::optional<read_failure>> read(const std::atomic<bool>& stopping)
     {
         // The header: read until it is whole (RFC 9112 §2.2: leading empty lines are
         // skipped). In this frame, not one of its own: this runs once per request.
@@ -137,7 +168,7 @@ public:
             buffer_.commit(n);
         }
 
-        auto started_at = std::chrono::steady_clock::now();
+        started_ = std::chrono::steady_clock::now();
         auto& parser = parser_.emplace();
         auto head_bytes = buffered().substr(0, header_size);
         if (auto r = reading::parse_head(head_bytes, opts_, parser))
@@ -149,7 +180,7 @@ public:
         }
         buffer_.consume(header_size);
         auto given = parser.get()["X-Request-Id"];
-        auto id = ids_.for_request({given.data(), given.size()});
+        id_ = ids_.for_request({given.data(), given.size()});
 
         if (!parser.is_done() || !parser.get()[http::field::expect].empty())
         {
@@ -157,12 +188,29 @@ public:
             if (failed)
             {
                 parser_.reset();
-                co_return read_failure{std::move(*failed), std::move(id)};
+                co_return read_failure{std::move(*failed), std::move(id_)};
             }
         }
-        incoming in{parser.release(), std::move(id), started_at};
+        co_return std::nullopt;
+    }
+
+    /// The request `read` made ready, taken once; then its id and when its header
+    /// was complete.
+    http::request<http::string_body> take_message()
+    {
+        auto m = parser_->release();
         parser_.reset();
-        co_return in;
+        return m;
+    }
+    std::string take_id() noexcept { return std::move(id_); }
+    std::chrono::steady_clock::time_point started() const noexcept { return started_; }
+
+    /// All three at once (for tests).
+    incoming take()
+    {
+        auto started = started_;
+        auto id = take_id();
+        return {take_message(), std::move(id), started};
     }
 
 private:
@@ -217,6 +265,8 @@ private:
     const reader_options& opts_;
     request_ids& ids_;
     std::optional<http::request_parser<http::string_body>> parser_;
+    std::string id_;
+    std::chrono::steady_clock::time_point started_;
     bool idle_ = false;
 };
 

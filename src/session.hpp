@@ -103,16 +103,24 @@ private:
     {
         for (;;)
         {
-            auto next = co_await reader_.read(srv_->stopping);
-            if (!next)
+            if (reader_.empty())
             {
-                if (next.error().answer)
-                    co_await reject(std::move(*next.error().answer), std::move(next.error().id));
+                if (srv_->stopping.load())
+                    co_return;
+                auto [ec, n] = co_await reader_.idle_read();
+                if (!reader_.idle_read_done(ec, n))
+                    co_return;
+            }
+            auto failed = co_await reader_.read(srv_->stopping);
+            if (failed)
+            {
+                if (failed->answer)
+                    co_await reject(std::move(*failed->answer), std::move(failed->id));
                 co_return;
             }
             srv_->requests.fetch_add(1, std::memory_order_relaxed);
-            auto started = next->started;
-            request req{std::move(next->message), std::move(next->id), started + srv_->opts.request_timeout,
+            auto started = reader_.started();
+            request req{reader_.take_message(), reader_.take_id(), started + srv_->opts.request_timeout,
                         srv_->log.get(), remote_};
 
             // Dispatch under the request's deadline (and, when asked, the client's presence):

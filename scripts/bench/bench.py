@@ -443,6 +443,10 @@ def run_large_static(args):
         f.write("<!doctype html><title>bench</title>\n")
     with open(os.path.join(site.name, "big.bin"), "wb") as f:
         f.write(os.urandom(LARGE_FILE_BYTES))
+    # nginx's workers run as nobody: the site must be readable to them.
+    os.chmod(site.name, 0o755)
+    for name in ("index.html", "big.bin"):
+        os.chmod(os.path.join(site.name, name), 0o644)
     out = []
     try:
         srv = CorouteServer(args.server, args.threads, extra=("--www", site.name))

@@ -15,7 +15,7 @@ namespace coroute::app {
 struct demo_app::impl
 {
     asio::any_io_executor ex;
-    config cfg;
+    app_options cfg;
     std::shared_ptr<logger> log;
     std::shared_ptr<const static_files> site;
     std::shared_ptr<database> db;
@@ -26,7 +26,12 @@ struct demo_app::impl
     bool stopped = false;
 };
 
-demo_app::demo_app(asio::any_io_executor ex, const config& cfg, std::shared_ptr<logger> log)
+std::string default_www()
+{
+    return COROUTE_DEFAULT_WWW;
+}
+
+demo_app::demo_app(asio::any_io_executor ex, const app_options& cfg, std::shared_ptr<logger> log)
     : impl_(std::make_unique<impl>())
 {
     impl_->ex = std::move(ex);

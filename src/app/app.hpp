@@ -1,15 +1,37 @@
 #pragma once
 // The demo app: the routes of the HTTP contract, wired to their backends.
 
-#include "app/config.hpp"
+#include "app/database.hpp"
 
+#include <coroute/events.hpp>
+#include <coroute/log.hpp>
 #include <coroute/router.hpp>
+#include <coroute/static_files.hpp>
+
+#include <chrono>
 
 #include <memory>
 #include <string>
 #include <vector>
 
 namespace coroute::app {
+
+/// What the demo app is told: its backends and its site.
+struct app_options
+{
+    std::string www;            ///< static site root; empty: the source tree's www/
+    static_options site;        ///< how the site is served
+    db_options db;              ///< the simulated database
+    event_options events;       ///< the /api/events feed
+    std::string upstream;       ///< empty: the built-in upstream
+    std::string upstream_ca;    ///< PEM CAs to trust instead of the system store
+    std::chrono::milliseconds upstream_timeout{5'000};
+    std::chrono::milliseconds upstream_latency{100}; ///< the built-in upstream's answer time
+    std::size_t upstream_pool = 128;                 ///< idle connections kept per host; 0: none
+};
+
+/// The www directory to serve when none is configured: the source tree's.
+std::string default_www();
 
 /// Owns the demo's backends (simulated database, HTTPS client, built-in upstream)
 /// and adds their routes and the static site to a router. Runs on the executor it
@@ -18,7 +40,7 @@ class demo_app
 {
 public:
     /// Throws std::runtime_error when a backend cannot start (e.g. the www directory is missing).
-    demo_app(asio::any_io_executor ex, const config& cfg, std::shared_ptr<logger> log);
+    demo_app(asio::any_io_executor ex, const app_options& cfg, std::shared_ptr<logger> log);
     ~demo_app();
 
     /// Adds every demo route and the static-file fallback to `r`.

@@ -1,11 +1,11 @@
-#include "app/config.hpp"
+#include "server/options.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <map>
 
 using namespace coroute;
-using namespace coroute::app;
+using namespace coroute::cli;
 
 namespace {
 
@@ -28,7 +28,7 @@ TEST_CASE("config: defaults are close to nginx's", "[config]")
     CHECK(r.cfg.server.header_limit == 8192);
     CHECK(r.cfg.server.body_limit == 1024 * 1024);
     CHECK(r.cfg.server.idle_timeout == std::chrono::seconds(30));
-    CHECK(r.cfg.db.latency == std::chrono::milliseconds(100));
+    CHECK(r.cfg.app.db.latency == std::chrono::milliseconds(100));
 }
 
 TEST_CASE("config: flags take values separately or after =", "[config]")
@@ -36,9 +36,9 @@ TEST_CASE("config: flags take values separately or after =", "[config]")
     auto r = parse({"--port", "0", "--db-latency-ms=250", "--body-limit-bytes", "10", "--db-fail-rate", "0.5"});
     REQUIRE(r.error.empty());
     CHECK(r.cfg.port == 0);
-    CHECK(r.cfg.db.latency == std::chrono::milliseconds(250));
+    CHECK(r.cfg.app.db.latency == std::chrono::milliseconds(250));
     CHECK(r.cfg.server.body_limit == 10);
-    CHECK(r.cfg.db.fail_rate == 0.5);
+    CHECK(r.cfg.app.db.fail_rate == 0.5);
 }
 
 TEST_CASE("config: the environment is read and arguments win over it", "[config]")
@@ -46,7 +46,7 @@ TEST_CASE("config: the environment is read and arguments win over it", "[config]
     auto r = parse({"--port", "9000"}, {{"COROUTE_PORT", "7000"}, {"COROUTE_DB_POOL", "4"}});
     REQUIRE(r.error.empty());
     CHECK(r.cfg.port == 9000);
-    CHECK(r.cfg.db.pool == 4);
+    CHECK(r.cfg.app.db.pool == 4);
 }
 
 TEST_CASE("config: bad values and unknown flags are errors that name them", "[config]")

@@ -12,24 +12,32 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// The router fills path parameters and the query; a request routed once is what tests read.
-request routed(std::string target, std::string route)
+// The router fills path parameters and the query; a request routed once is what tests
+// read. The router stays with it: the request's route() points into it.
+struct routed_request
 {
     router r;
-    r.get(route, [](request&) -> asio::awaitable<response> { co_return make_response(http::status::ok, "text/plain", {}); });
-    request req{request::message_type{http::verb::get, target, 11}, "id", request::clock::now() + 1s};
+    request req;
+};
+
+routed_request routed(std::string target, std::string route)
+{
+    routed_request out{router{}, request{request::message_type{http::verb::get, target, 11}, "id",
+                                         request::clock::now() + 1s}};
+    out.r.get(route, [](request&) -> asio::awaitable<response> { co_return make_response(http::status::ok, "text/plain", {}); });
     coroute::test::run_sync([](const router& r, request& req) -> asio::awaitable<int> {
         co_await r.dispatch(req);
         co_return 0;
-    }(r, req));
-    return req;
+    }(out.r, out.req));
+    return out;
 }
 
 } // namespace
 
 TEST_CASE("request: parameters convert to integers only when they fit exactly", "[request]")
 {
-    auto req = routed("/x/42/-1/4x/99999999999999999999?limit=10&limit=20&empty=", "/x/{id}/{neg}/{junk}/{big}");
+    auto routed_once = routed("/x/42/-1/4x/99999999999999999999?limit=10&limit=20&empty=", "/x/{id}/{neg}/{junk}/{big}");
+    auto& req = routed_once.req;
     CHECK(req.route() == "/x/{id}/{neg}/{junk}/{big}");
     CHECK(req.param_as<int>("id") == 42);
     CHECK_FALSE(req.param_as<unsigned>("neg"));
@@ -44,7 +52,8 @@ TEST_CASE("request: parameters convert to integers only when they fit exactly", 
 
 TEST_CASE("request: parameter helpers give the value or the 400 problem naming the parameter", "[request]")
 {
-    auto req = routed("/x/42?limit=500&offset=abc", "/x/{id}");
+    auto routed_once = routed("/x/42?limit=500&offset=abc", "/x/{id}");
+    auto& req = routed_once.req;
     auto id = req.path_param<std::uint64_t>("id");
     REQUIRE(id.has_value());
     CHECK(*id == 42);

@@ -14,6 +14,8 @@ using test_stream = beast::test::stream;
 
 namespace {
 
+using read_result = boost::system::result<incoming, read_failure>;
+
 // A reader over the server side of a connected pair of test streams.
 struct reading_fixture
 {
@@ -25,7 +27,10 @@ struct reading_fixture
 
     read_result read()
     {
-        return coroute::test::run_sync(ioc, reader.read(stopping), 5s);
+        auto failed = coroute::test::run_sync(ioc, reader.read(stopping), 5s);
+        if (failed)
+            return std::move(*failed);
+        return reader.take();
     }
 
     // Sends `bytes` as the client would.

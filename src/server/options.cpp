@@ -1,11 +1,12 @@
-#include "app/config.hpp"
+// coroute-server's command line: every flag, its environment variable, its default.
+#include "server/options.hpp"
 
 #include <charconv>
 #include <limits>
 #include <thread>
 #include <vector>
 
-namespace coroute::app {
+namespace coroute::cli {
 
 namespace {
 
@@ -29,39 +30,18 @@ bool parse_number(std::string_view s, T& out, T min, T max)
     return true;
 }
 
-option_spec ms_option(std::string_view name, std::string_view help, std::chrono::milliseconds config::*member)
+// A duration flag in milliseconds; `field` names the member, for a const or a
+// mutable config alike.
+template <class Field>
+option_spec ms_option(std::string_view name, std::string_view help, Field field, long long min = 0,
+                      long long max = 86'400'000)
 {
-    return {name, "MS", help, [member](const config& c) { return std::to_string((c.*member).count()); },
-            [member](config& c, std::string_view v) {
+    return {name, "MS", help, [field](const config& c) { return std::to_string(field(c).count()); },
+            [field, min, max](config& c, std::string_view v) {
                 long long n = 0;
-                if (!parse_number<long long>(v, n, 0, 86'400'000))
+                if (!parse_number<long long>(v, n, min, max))
                     return false;
-                c.*member = std::chrono::milliseconds{n};
-                return true;
-            }};
-}
-
-option_spec server_ms_option(std::string_view name, std::string_view help,
-                             std::chrono::milliseconds server_options::*member)
-{
-    return {name, "MS", help, [member](const config& c) { return std::to_string((c.server.*member).count()); },
-            [member](config& c, std::string_view v) {
-                long long n = 1;
-                if (!parse_number<long long>(v, n, 1, 86'400'000))
-                    return false;
-                c.server.*member = std::chrono::milliseconds{n};
-                return true;
-            }};
-}
-
-option_spec db_ms_option(std::string_view name, std::string_view help, std::chrono::milliseconds db_options::*member)
-{
-    return {name, "MS", help, [member](const config& c) { return std::to_string((c.db.*member).count()); },
-            [member](config& c, std::string_view v) {
-                long long n = 0;
-                if (!parse_number<long long>(v, n, 0, 60'000))
-                    return false;
-                c.db.*member = std::chrono::milliseconds{n};
+                field(c) = std::chrono::milliseconds{n};
                 return true;
             }};
 }
@@ -87,9 +67,9 @@ const std::vector<option_spec>& options()
         {"threads", "N", "I/O threads running the io_context; 0: one per core",
          [](const config& c) { return std::to_string(c.threads); },
          [](config& c, std::string_view v) { return parse_number<unsigned>(v, c.threads, 0, 1024); }},
-        {"www", "DIR", "directory of the static site", [](const config& c) { return c.www.empty() ? default_www() : c.www; },
+        {"www", "DIR", "directory of the static site", [](const config& c) { return c.app.www.empty() ? app::default_www() : c.app.www; },
          [](config& c, std::string_view v) {
-             c.www = v;
+             c.app.www = v;
              return !v.empty();
          }},
         {"log-level", "LEVEL", "debug, info, warn, error or off",
@@ -134,43 +114,41 @@ const std::vector<option_spec>& options()
         server_size_option<std::uint64_t>("body-limit-bytes", "request body, bytes (413 past it)",
                                           &server_options::body_limit, 0, std::uint64_t{1} << 40),
         {"events-history", "N", "events /api/events keeps for clients that reconnect with Last-Event-ID",
-         [](const config& c) { return std::to_string(c.events.history); },
-         [](config& c, std::string_view v) { return parse_number<std::size_t>(v, c.events.history, 0, 1'000'000); }},
+         [](const config& c) { return std::to_string(c.app.events.history); },
+         [](config& c, std::string_view v) { return parse_number<std::size_t>(v, c.app.events.history, 0, 1'000'000); }},
         {"events-buffer", "N", "events an /api/events client may fall behind before it is disconnected",
-         [](const config& c) { return std::to_string(c.events.buffer); },
-         [](config& c, std::string_view v) { return parse_number<std::size_t>(v, c.events.buffer, 1, 1'000'000); }},
+         [](const config& c) { return std::to_string(c.app.events.buffer); },
+         [](config& c, std::string_view v) { return parse_number<std::size_t>(v, c.app.events.buffer, 1, 1'000'000); }},
         {"events-heartbeat-ms", "MS", "how often an idle /api/events stream gets a ': ping' comment",
-         [](const config& c) { return std::to_string(c.events.heartbeat.count()); },
+         [](const config& c) { return std::to_string(c.app.events.heartbeat.count()); },
          [](config& c, std::string_view v) {
              long long n = 0;
              if (!parse_number<long long>(v, n, 10, 86'400'000))
                  return false;
-             c.events.heartbeat = std::chrono::milliseconds{n};
+             c.app.events.heartbeat = std::chrono::milliseconds{n};
              return true;
          }},
         {"static-inline-max-bytes", "N", "static files up to this size are served from memory; larger ones stream from disk",
-         [](const config& c) { return std::to_string(c.site.inline_max_bytes); },
+         [](const config& c) { return std::to_string(c.app.site.inline_max_bytes); },
          [](config& c, std::string_view v) {
-             return parse_number<std::uintmax_t>(v, c.site.inline_max_bytes, 0, std::uintmax_t{1} << 30);
+             return parse_number<std::uintmax_t>(v, c.app.site.inline_max_bytes, 0, std::uintmax_t{1} << 30);
          }},
         server_size_option<std::size_t>("max-connections", "open connections; more are closed at once",
                                         &server_options::max_connections, 1, 10'000'000),
-        server_ms_option("header-timeout-ms", "time to read a request header, from its first byte (408)",
-                         &server_options::header_timeout),
-        server_ms_option("body-timeout-ms", "time to read a whole request body (408)", &server_options::body_timeout),
-        server_ms_option("idle-timeout-ms", "keep-alive wait for the next request", &server_options::idle_timeout),
-        server_ms_option("write-timeout-ms", "longest a response may make no progress before the client is dropped", &server_options::write_timeout),
-        server_ms_option("request-timeout-ms", "deadline of a request's handler (504)",
-                         &server_options::request_timeout),
-        db_ms_option("db-latency-ms", "simulated database: the latency of every query", &db_options::latency),
-        db_ms_option("db-jitter-ms", "simulated database: up to this much random extra latency", &db_options::jitter),
+        ms_option("header-timeout-ms", "time to read a request header, from its first byte (408)", [](auto& c) -> auto& { return c.server.header_timeout; }, 1),
+        ms_option("body-timeout-ms", "time to read a whole request body (408)", [](auto& c) -> auto& { return c.server.body_timeout; }, 1),
+        ms_option("idle-timeout-ms", "keep-alive wait for the next request", [](auto& c) -> auto& { return c.server.idle_timeout; }, 1),
+        ms_option("write-timeout-ms", "longest a response may make no progress before the client is dropped", [](auto& c) -> auto& { return c.server.write_timeout; }, 1),
+        ms_option("request-timeout-ms", "deadline of a request's handler (504)", [](auto& c) -> auto& { return c.server.request_timeout; }, 1),
+        ms_option("db-latency-ms", "simulated database: the latency of every query", [](auto& c) -> auto& { return c.app.db.latency; }, 0, 60'000),
+        ms_option("db-jitter-ms", "simulated database: up to this much random extra latency", [](auto& c) -> auto& { return c.app.db.jitter; }, 0, 60'000),
         {"db-pool", "N", "simulated database: queries in flight at once, the rest wait; 0: unlimited",
-         [](const config& c) { return std::to_string(c.db.pool); },
-         [](config& c, std::string_view v) { return parse_number<std::size_t>(v, c.db.pool, 0, 1'000'000); }},
+         [](const config& c) { return std::to_string(c.app.db.pool); },
+         [](config& c, std::string_view v) { return parse_number<std::size_t>(v, c.app.db.pool, 0, 1'000'000); }},
         {"db-fail-rate", "P", "simulated database: share of queries that fail (0 to 1), answered 503",
          [](const config& c) {
              char buf[32];
-             std::snprintf(buf, sizeof buf, "%g", c.db.fail_rate);
+             std::snprintf(buf, sizeof buf, "%g", c.app.db.fail_rate);
              return std::string{buf};
          },
          [](config& c, std::string_view v) {
@@ -178,29 +156,28 @@ const std::vector<option_spec>& options()
              auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), p);
              if (ec != std::errc{} || end != v.data() + v.size() || !(p >= 0 && p <= 1))
                  return false;
-             c.db.fail_rate = p;
+             c.app.db.fail_rate = p;
              return true;
          }},
         {"upstream", "URL", "the external API that /api/external calls; default: a built-in HTTPS upstream",
-         [](const config& c) { return c.upstream.empty() ? std::string{"built-in"} : c.upstream; },
+         [](const config& c) { return c.app.upstream.empty() ? std::string{"built-in"} : c.app.upstream; },
          [](config& c, std::string_view v) {
-             c.upstream = v;
+             c.app.upstream = v;
              return v.substr(0, 7) == "http://" || v.substr(0, 8) == "https://";
          }},
         {"upstream-ca", "FILE", "PEM file of CAs to trust for --upstream instead of the system store",
-         [](const config& c) { return c.upstream_ca; },
+         [](const config& c) { return c.app.upstream_ca; },
          [](config& c, std::string_view v) {
-             c.upstream_ca = v;
+             c.app.upstream_ca = v;
              return true;
          }},
-        ms_option("upstream-timeout-ms", "total deadline of one external call (504 past it)", &config::upstream_timeout),
-        ms_option("upstream-latency-ms", "how long the built-in upstream takes to answer", &config::upstream_latency),
+        ms_option("upstream-timeout-ms", "total deadline of one external call (504 past it)", [](auto& c) -> auto& { return c.app.upstream_timeout; }),
+        ms_option("upstream-latency-ms", "how long the built-in upstream takes to answer", [](auto& c) -> auto& { return c.app.upstream_latency; }),
         {"upstream-pool", "N", "idle keep-alive connections kept per upstream host; 0: a new one per call",
-         [](const config& c) { return std::to_string(c.upstream_pool); },
-         [](config& c, std::string_view v) { return parse_number<std::size_t>(v, c.upstream_pool, 0, 10'000); }},
-        ms_option("shutdown-timeout-ms", "on SIGTERM, how long requests in flight may take", &config::shutdown_timeout),
-        ms_option("drain-delay-ms", "on SIGTERM, how long /readyz answers 503 before accepting stops",
-                  &config::drain_delay),
+         [](const config& c) { return std::to_string(c.app.upstream_pool); },
+         [](config& c, std::string_view v) { return parse_number<std::size_t>(v, c.app.upstream_pool, 0, 10'000); }},
+        ms_option("shutdown-timeout-ms", "on SIGTERM, how long requests in flight may take", [](auto& c) -> auto& { return c.shutdown_timeout; }),
+        ms_option("drain-delay-ms", "on SIGTERM, how long /readyz answers 503 before accepting stops", [](auto& c) -> auto& { return c.drain_delay; }),
     };
     return specs;
 }
@@ -215,14 +192,6 @@ std::string env_name(std::string_view name)
 
 } // namespace
 
-std::string default_www()
-{
-#ifdef COROUTE_DEFAULT_WWW
-    return COROUTE_DEFAULT_WWW;
-#else
-    return "www";
-#endif
-}
 
 parse_result parse_args(int argc, const char* const* argv, const std::function<const char*(const char*)>& getenv)
 {
@@ -323,4 +292,4 @@ std::string help_text()
     return out;
 }
 
-} // namespace coroute::app
+} // namespace coroute::cli

@@ -1,7 +1,7 @@
 // coroute-server: parses options, owns the thread pool and the signals, wires the demo app.
 
 #include "app/app.hpp"
-#include "app/config.hpp"
+#include "server/options.hpp"
 
 #include <coroute/server.hpp>
 #include <coroute/tls.hpp>
@@ -35,7 +35,7 @@ void raise_fd_limit()
     }
 }
 
-asio::awaitable<void> stop_gracefully(server& srv, app::demo_app& demo, const app::config& cfg, logger& log,
+asio::awaitable<void> stop_gracefully(server& srv, app::demo_app& demo, const cli::config& cfg, logger& log,
                                       asio::io_context& ioc)
 {
     log.info("shutting down: draining");
@@ -55,7 +55,7 @@ asio::awaitable<void> stop_gracefully(server& srv, app::demo_app& demo, const ap
 
 int main(int argc, char** argv)
 {
-    auto parsed = app::parse_args(argc, argv, [](const char* name) { return std::getenv(name); });
+    auto parsed = cli::parse_args(argc, argv, [](const char* name) { return std::getenv(name); });
     if (!parsed.error.empty())
     {
         std::fprintf(stderr, "coroute-server: %s\n", parsed.error.c_str());
@@ -63,7 +63,7 @@ int main(int argc, char** argv)
     }
     if (parsed.help)
     {
-        std::fputs(app::help_text().c_str(), stdout);
+        std::fputs(cli::help_text().c_str(), stdout);
         return 0;
     }
     if (parsed.version)
@@ -82,7 +82,7 @@ int main(int argc, char** argv)
     try
     {
         auto routes = std::make_shared<router>();
-        app::demo_app demo{ioc.get_executor(), cfg, log};
+        app::demo_app demo{ioc.get_executor(), cfg.app, log};
 
         server_options opts = cfg.server;
         opts.log = log;
