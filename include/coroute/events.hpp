@@ -32,7 +32,8 @@ struct event_options
 /// A client that sends `Last-Event-ID: N` first receives every event after N still
 /// kept; if events after N were dropped from the history (or N is ahead of the
 /// feed, from an earlier process), it first receives `event: reset` with
-/// `data: {"last_event_id":N,"oldest_id":M}`, and should reload its state. A
+/// `data: {"last_event_id":N,"oldest_id":M}` and the feed's current id, and should
+/// reload its state. A
 /// subscriber more than `buffer` events behind is disconnected, so memory never
 /// grows with a slow reader. Streams end cleanly when the server shuts down.
 ///

@@ -49,8 +49,9 @@ public:
     /// removed, doubled slashes merged (empty before the router has seen it).
     const std::string& path() const noexcept { return path_; }
 
-    /// The template of the matched route ("/api/items/{id}"); empty when no route matched.
-    const std::string& route() const noexcept { return route_; }
+    /// The template of the matched route ("/api/items/{id}"); empty when no route
+    /// matched. It points into the router, which outlives the requests it dispatches.
+    std::string_view route() const noexcept { return route_; }
 
     /// A path parameter captured by `{name}` in the route template.
     std::optional<std::string_view> param(std::string_view name) const;
@@ -135,7 +136,7 @@ private:
     logger* log_ = nullptr;
     std::string remote_;
     std::string path_;
-    std::string route_;
+    std::string_view route_;
     param_list params_;
     param_list query_;
 };
