@@ -183,11 +183,16 @@ asio::awaitable<void> run_stream(std::shared_ptr<event_hub::impl> hub, std::shar
             ec = co_await out.write(batch);
             continue;
         }
+        // Cancelled (the client left, the server stops) before or during the wait: the
+        // writer ends the body.
+        auto before = co_await asio::this_coro::cancellation_state;
+        if (before.cancelled() != asio::cancellation_type::none)
+            break;
         sub->wake.expires_after(hub->opts.heartbeat);
         auto [wec] = co_await sub->wake.async_wait(nothrow_awaitable);
         auto cs = co_await asio::this_coro::cancellation_state;
         if (cs.cancelled() != asio::cancellation_type::none)
-            break; // the client left or the server stops: the writer ends the body
+            break;
         if (!wec)
             ec = co_await out.write(": ping\n\n");
     }

@@ -139,67 +139,47 @@ void split_list(std::string_view v, std::vector<std::string_view>& out)
 
 } // namespace
 
-header_scan scan_header(std::string_view buf, const header_limits& limits, std::size_t& resume)
-{
-    header_scan r;
-    while (r.skip < buf.size() && (buf[r.skip] == '\r' || buf[r.skip] == '\n'))
-        ++r.skip;
-    // Leading empty lines are allowed, but not without bound.
-    if (r.skip > 64)
-    {
-        r.state = header_scan::rejected;
-        r.error = bad("too many empty lines before the request line");
-        return r;
-    }
-    auto data = buf.substr(r.skip);
-    if (resume < r.skip)
-        resume = r.skip;
+namespace {
 
-    // The request line: its target has its own limit (414), apart from the fields (431).
-    // 32 bytes cover any method, the two spaces and "HTTP/1.1\r\n".
-    auto line_end = data.find('\n');
+rejection target_too_long(const header_limits& limits)
+{
+    return {http::status::uri_too_long, "request target over " + std::to_string(limits.target_limit) + " bytes"};
+}
+
+rejection fields_too_large(const header_limits& limits)
+{
+    return {http::status::request_header_fields_too_large,
+            "header fields over " + std::to_string(limits.header_limit) + " bytes"};
+}
+
+// The request line, whole or not yet: its target has its own limit (414), apart from
+// the fields (431), and a whole line is checked at once. 32 bytes cover any method,
+// the two spaces and "HTTP/1.1\r\n".
+std::optional<rejection> scan_request_line(std::string_view data, std::size_t line_end, const header_limits& limits)
+{
     std::size_t line_limit = limits.target_limit + 32;
     if (line_end == std::string_view::npos)
     {
         auto partial_target = data.find(' ') == std::string_view::npos ? data : data.substr(data.find(' ') + 1);
         if (partial_target.substr(0, partial_target.find(' ')).size() > limits.target_limit)
-        {
-            r.state = header_scan::rejected;
-            r.error = rejection{http::status::uri_too_long, "request target over " +
-                                                                std::to_string(limits.target_limit) + " bytes"};
-        }
-        else if (data.size() > line_limit)
-        {
-            r.state = header_scan::rejected;
-            r.error = bad("request line too long");
-        }
-        return r;
+            return target_too_long(limits);
+        if (data.size() > line_limit)
+            return bad("request line too long");
+        return std::nullopt;
     }
     auto line = data.substr(0, line_end);
     if (auto target = target_of(line); target && target->size() > limits.target_limit)
-    {
-        r.state = header_scan::rejected;
-        r.error = rejection{http::status::uri_too_long,
-                            "request target over " + std::to_string(limits.target_limit) + " bytes"};
-        return r;
-    }
+        return target_too_long(limits);
     if (line.size() > line_limit)
-    {
-        r.state = header_scan::rejected;
-        r.error = bad("request line too long");
-        return r;
-    }
-    if (auto e = check_request_line(line))
-    {
-        r.state = header_scan::rejected;
-        r.error = std::move(e);
-        return r;
-    }
+        return bad("request line too long");
+    return check_request_line(line);
+}
 
-    // The empty line that ends the fields: "\n\r\n", or "\n\n" from a bare-LF client
-    // (which Beast then refuses with a clear 400 rather than a timeout).
-    std::size_t fields_start = r.skip + line_end + 1;
-    std::size_t i = std::max(resume, r.skip + line_end);
+// Where the empty line that ends the fields ends, from `i` on: "\n\r\n", or "\n\n"
+// from a bare-LF client (which Beast then refuses with a clear 400 rather than a
+// timeout). 0 while it has not arrived; `i` is left where the search can resume.
+std::size_t find_header_end(std::string_view buf, std::size_t& i)
+{
     for (; i < buf.size(); ++i)
     {
         if (buf[i] != '\n')
@@ -207,40 +187,56 @@ header_scan scan_header(std::string_view buf, const header_limits& limits, std::
         if (i + 1 >= buf.size())
             break;
         if (buf[i + 1] == '\n')
-        {
-            r.end = i + 2;
-            break;
-        }
+            return i + 2;
         if (buf[i + 1] == '\r')
         {
             if (i + 2 >= buf.size())
                 break;
             if (buf[i + 2] == '\n')
-            {
-                r.end = i + 3;
-                break;
-            }
+                return i + 3;
         }
     }
+    return 0;
+}
+
+} // namespace
+
+header_scan scan_header(std::string_view buf, const header_limits& limits, std::size_t& resume)
+{
+    header_scan r;
+    auto reject = [&r](rejection e) {
+        r.state = header_scan::rejected;
+        r.error = std::move(e);
+        return r;
+    };
+    while (r.skip < buf.size() && (buf[r.skip] == '\r' || buf[r.skip] == '\n'))
+        ++r.skip;
+    // Leading empty lines are allowed, but not without bound.
+    if (r.skip > 64)
+        return reject(bad("too many empty lines before the request line"));
+    auto data = buf.substr(r.skip);
+    if (resume < r.skip)
+        resume = r.skip;
+
+    auto line_end = data.find('\n');
+    if (auto e = scan_request_line(data, line_end, limits))
+        return reject(std::move(*e));
+    if (line_end == std::string_view::npos)
+        return r;
+
+    std::size_t fields_start = r.skip + line_end + 1;
+    std::size_t i = std::max(resume, r.skip + line_end);
+    r.end = find_header_end(buf, i);
     if (r.end)
     {
         if (r.end - fields_start > limits.header_limit + 2)
-        {
-            r.state = header_scan::rejected;
-            r.error = rejection{http::status::request_header_fields_too_large,
-                                "header fields over " + std::to_string(limits.header_limit) + " bytes"};
-            return r;
-        }
+            return reject(fields_too_large(limits));
         r.state = header_scan::complete;
         return r;
     }
     resume = i;
     if (buf.size() - fields_start > limits.header_limit + 2)
-    {
-        r.state = header_scan::rejected;
-        r.error = rejection{http::status::request_header_fields_too_large,
-                            "header fields over " + std::to_string(limits.header_limit) + " bytes"};
-    }
+        return reject(fields_too_large(limits));
     return r;
 }
 

@@ -23,47 +23,33 @@ using clock_type = std::chrono::steady_clock;
 constexpr long long max_delay_ms = 10'000;
 
 
-// An integer query parameter within [lo, hi], its default when absent; a 400 naming it otherwise.
-std::optional<response> int_param(const request& req, std::string_view name, long long lo, long long hi,
-                                  long long& out)
-{
-    auto raw = req.query(name);
-    if (!raw)
-        return std::nullopt;
-    auto v = req.query_as<long long>(name);
-    if (!v || *v < lo || *v > hi)
-        return problem(http::status::bad_request, std::string{name} + " must be an integer from " + std::to_string(lo) +
-                                                      " to " + std::to_string(hi) + ", not '" + std::string{*raw} + "'");
-    out = *v;
-    return std::nullopt;
-}
-
-
 asio::awaitable<response> db_query(std::shared_ptr<database> db, request& req)
 {
-    database::latency delay;
-    if (auto bad = delay_param(req, delay))
-        co_return std::move(*bad);
+    auto delay = delay_param(req);
+    if (!delay)
+        co_return std::move(delay.error());
     auto start = clock_type::now();
-    auto rows = co_await db->query(10, delay);
+    auto rows = co_await db->query(10, *delay);
     if (!rows)
         co_return db_failure(rows.error());
     co_return json_response(http::status::ok,
                             {{"source", "database"},
                              {"elapsed_ms", ms_since(start)},
-                             {"delay_ms", delay.value_or(db->options().latency).count()},
+                             {"delay_ms", delay->value_or(db->options().latency).count()},
                              {"items", to_json(*rows)}});
 }
 
 
 asio::awaitable<response> db_parallel(std::shared_ptr<database> db, request& req)
 {
-    long long n = 10;
-    if (auto bad = int_param(req, "queries", 1, 100, n))
-        co_return std::move(*bad);
-    database::latency delay;
-    if (auto bad = delay_param(req, delay))
-        co_return std::move(*bad);
+    auto queries = req.query_param<long long>("queries", 1, 100, 10);
+    if (!queries)
+        co_return std::move(queries.error());
+    auto n = *queries;
+    auto parsed_delay = delay_param(req);
+    if (!parsed_delay)
+        co_return std::move(parsed_delay.error());
+    auto delay = *parsed_delay;
     auto d = delay.value_or(db->options().latency);
 
     // All N queries start at once; the group completes when the last one does.
@@ -109,22 +95,14 @@ std::size_t utf8_length(std::string_view s)
     return n;
 }
 
-std::optional<response> bad_item_id(const request& req, std::uint64_t& id)
+// The item id of an item path: a positive integer, or the 400 that says so.
+boost::system::result<std::uint64_t, response> item_id(const request& req)
 {
     auto v = req.param_as<std::uint64_t>("id");
     if (!v || *v == 0)
         return problem(http::status::bad_request,
                        "item id must be a positive integer, not '" + std::string{req.param("id").value_or("")} + "'");
-    id = *v;
-    return std::nullopt;
-}
-
-// The id and latency override every item-path request carries; a problem when either is bad.
-std::optional<response> item_path(const request& req, std::uint64_t& id, database::latency& delay)
-{
-    if (auto bad = bad_item_id(req, id))
-        return bad;
-    return delay_param(req, delay);
+    return *v;
 }
 
 // One item, or why there is none.
@@ -151,21 +129,22 @@ public:
     {
         if (req.param("id"))
             co_return co_await get_one(req);
-        long long limit = 20, offset = 0;
-        if (auto bad = int_param(req, "limit", 1, 100, limit))
-            co_return std::move(*bad);
-        if (auto bad = int_param(req, "offset", 0, 1'000'000'000, offset))
-            co_return std::move(*bad);
-        database::latency delay;
-        if (auto bad = delay_param(req, delay))
-            co_return std::move(*bad);
-        auto page = co_await db_->list(static_cast<std::size_t>(limit), static_cast<std::size_t>(offset), delay);
+        auto limit = req.query_param<long long>("limit", 1, 100, 20);
+        if (!limit)
+            co_return std::move(limit.error());
+        auto offset = req.query_param<long long>("offset", 0, 1'000'000'000, 0);
+        if (!offset)
+            co_return std::move(offset.error());
+        auto delay = delay_param(req);
+        if (!delay)
+            co_return std::move(delay.error());
+        auto page = co_await db_->list(static_cast<std::size_t>(*limit), static_cast<std::size_t>(*offset), *delay);
         if (!page)
             co_return db_failure(page.error());
         co_return json_response(http::status::ok, {{"items", to_json(page->items)},
                                                    {"total", page->total},
-                                                   {"limit", limit},
-                                                   {"offset", offset}});
+                                                   {"limit", *limit},
+                                                   {"offset", *offset}});
     }
 
     asio::awaitable<response> post(request& req)
@@ -173,10 +152,10 @@ public:
         item_fields fields;
         if (auto bad = parse_item(req, fields))
             co_return std::move(*bad);
-        database::latency delay;
-        if (auto bad = delay_param(req, delay))
-            co_return std::move(*bad);
-        auto row = co_await db_->insert(std::move(fields), delay);
+        auto delay = delay_param(req);
+        if (!delay)
+            co_return std::move(delay.error());
+        auto row = co_await db_->insert(std::move(fields), *delay);
         if (!row)
             co_return db_failure(row.error());
         auto json = app::to_json(*row);
@@ -188,43 +167,49 @@ public:
 
     asio::awaitable<response> put(request& req)
     {
-        std::uint64_t id = 0;
-        database::latency delay;
-        if (auto bad = item_path(req, id, delay))
-            co_return std::move(*bad);
+        auto id = item_id(req);
+        if (!id)
+            co_return std::move(id.error());
+        auto delay = delay_param(req);
+        if (!delay)
+            co_return std::move(delay.error());
         item_fields fields;
         if (auto bad = parse_item(req, fields))
             co_return std::move(*bad);
-        auto row = co_await db_->replace(id, std::move(fields), delay);
+        auto row = co_await db_->replace(*id, std::move(fields), *delay);
         if (row && *row)
             announce("updated", app::to_json(**row));
-        co_return item_answer(row, id);
+        co_return item_answer(row, *id);
     }
 
     asio::awaitable<response> del(request& req)
     {
-        std::uint64_t id = 0;
-        database::latency delay;
-        if (auto bad = item_path(req, id, delay))
-            co_return std::move(*bad);
-        auto removed = co_await db_->remove(id, delay);
+        auto id = item_id(req);
+        if (!id)
+            co_return std::move(id.error());
+        auto delay = delay_param(req);
+        if (!delay)
+            co_return std::move(delay.error());
+        auto removed = co_await db_->remove(*id, *delay);
         if (!removed)
             co_return db_failure(removed.error());
         if (!*removed)
-            co_return problem(http::status::not_found, "no item " + std::to_string(id));
-        announce("deleted", boost::json::object{{"id", id}});
+            co_return problem(http::status::not_found, "no item " + std::to_string(*id));
+        announce("deleted", boost::json::object{{"id", *id}});
         co_return make_response(http::status::no_content, "text/plain", {});
     }
 
 private:
     asio::awaitable<response> get_one(request& req)
     {
-        std::uint64_t id = 0;
-        database::latency delay;
-        if (auto bad = item_path(req, id, delay))
-            co_return std::move(*bad);
-        auto row = co_await db_->find(id, delay);
-        co_return item_answer(row, id);
+        auto id = item_id(req);
+        if (!id)
+            co_return std::move(id.error());
+        auto delay = delay_param(req);
+        if (!delay)
+            co_return std::move(delay.error());
+        auto row = co_await db_->find(*id, *delay);
+        co_return item_answer(row, *id);
     }
 
     // Every change to the table is an event on /api/events.
@@ -246,14 +231,14 @@ double ms_since(clock_type::time_point start)
     return std::round(static_cast<double>(us) / 100.0) / 10.0;
 }
 
-std::optional<response> delay_param(const request& req, database::latency& out)
+boost::system::result<database::latency, response> delay_param(const request& req)
 {
-    long long d = -1;
-    if (auto bad = int_param(req, "delay_ms", 0, max_delay_ms, d))
-        return bad;
-    if (d >= 0)
-        out = std::chrono::milliseconds{d};
-    return std::nullopt;
+    auto d = req.query_param<long long>("delay_ms", 0, max_delay_ms, -1);
+    if (!d)
+        return std::move(d.error());
+    if (*d < 0)
+        return database::latency{}; // absent: the database's own latency
+    return database::latency{std::chrono::milliseconds{*d}};
 }
 
 response db_failure(const boost::system::error_code& ec)

@@ -31,8 +31,9 @@ response db_failure(const boost::system::error_code& ec);
 /// Milliseconds since `start`, rounded to 0.1.
 double ms_since(std::chrono::steady_clock::time_point start);
 
-/// Reads the optional `delay_ms` (0..10000) query parameter; a 400 problem when it is bad.
-std::optional<response> delay_param(const request& req, database::latency& out);
+/// The optional `delay_ms` (0..10000) query parameter (empty when absent), or the
+/// 400 problem that names it.
+boost::system::result<database::latency, response> delay_param(const request& req);
 
 /// Adds `GET /api/db`, `GET /api/db/parallel` and `/api/items[/{id}]` to `r`; every
 /// change to the items is published on `events` (when given) as an `item` event.

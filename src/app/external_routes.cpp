@@ -83,9 +83,10 @@ asio::awaitable<response> external(std::shared_ptr<http_client> client, std::str
 asio::awaitable<response> combined(std::shared_ptr<http_client> client, std::string url,
                                    std::shared_ptr<database> db, request& req)
 {
-    database::latency delay;
-    if (auto bad = delay_param(req, delay))
-        co_return std::move(*bad);
+    auto parsed_delay = delay_param(req);
+    if (!parsed_delay)
+        co_return std::move(parsed_delay.error());
+    auto delay = *parsed_delay;
 
     // Both start now; the group completes when the slower one does.
     auto ex = co_await asio::this_coro::executor;
