@@ -105,6 +105,24 @@ boost::system::result<std::uint64_t, response> item_id(const request& req)
     return *v;
 }
 
+// What every item-path request carries: the id and the latency override.
+struct item_target
+{
+    std::uint64_t id;
+    database::latency delay;
+};
+
+boost::system::result<item_target, response> item_target_of(const request& req)
+{
+    auto id = item_id(req);
+    if (!id)
+        return std::move(id.error());
+    auto delay = delay_param(req);
+    if (!delay)
+        return std::move(delay.error());
+    return item_target{*id, *delay};
+}
+
 // One item, or why there is none.
 response item_answer(const db_result<std::optional<item>>& row, std::uint64_t id)
 {
@@ -167,49 +185,43 @@ public:
 
     asio::awaitable<response> put(request& req)
     {
-        auto id = item_id(req);
-        if (!id)
-            co_return std::move(id.error());
-        auto delay = delay_param(req);
-        if (!delay)
-            co_return std::move(delay.error());
+        auto target = item_target_of(req);
+        if (!target)
+            co_return std::move(target.error());
+        auto [id, delay] = *target;
         item_fields fields;
         if (auto bad = parse_item(req, fields))
             co_return std::move(*bad);
-        auto row = co_await db_->replace(*id, std::move(fields), *delay);
+        auto row = co_await db_->replace(id, std::move(fields), delay);
         if (row && *row)
             announce("updated", app::to_json(**row));
-        co_return item_answer(row, *id);
+        co_return item_answer(row, id);
     }
 
     asio::awaitable<response> del(request& req)
     {
-        auto id = item_id(req);
-        if (!id)
-            co_return std::move(id.error());
-        auto delay = delay_param(req);
-        if (!delay)
-            co_return std::move(delay.error());
-        auto removed = co_await db_->remove(*id, *delay);
+        auto target = item_target_of(req);
+        if (!target)
+            co_return std::move(target.error());
+        auto [id, delay] = *target;
+        auto removed = co_await db_->remove(id, delay);
         if (!removed)
             co_return db_failure(removed.error());
         if (!*removed)
-            co_return problem(http::status::not_found, "no item " + std::to_string(*id));
-        announce("deleted", boost::json::object{{"id", *id}});
+            co_return problem(http::status::not_found, "no item " + std::to_string(id));
+        announce("deleted", boost::json::object{{"id", id}});
         co_return make_response(http::status::no_content, "text/plain", {});
     }
 
 private:
     asio::awaitable<response> get_one(request& req)
     {
-        auto id = item_id(req);
-        if (!id)
-            co_return std::move(id.error());
-        auto delay = delay_param(req);
-        if (!delay)
-            co_return std::move(delay.error());
-        auto row = co_await db_->find(*id, *delay);
-        co_return item_answer(row, *id);
+        auto target = item_target_of(req);
+        if (!target)
+            co_return std::move(target.error());
+        auto [id, delay] = *target;
+        auto row = co_await db_->find(id, delay);
+        co_return item_answer(row, id);
     }
 
     // Every change to the table is an event on /api/events.

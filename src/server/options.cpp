@@ -54,9 +54,10 @@ option_spec server_size_option(std::string_view name, std::string_view help, T s
             [member, min, max](config& c, std::string_view v) { return parse_number<T>(v, c.server.*member, min, max); }};
 }
 
-const std::vector<option_spec>& options()
+// The server's own flags: where to listen, threads, logging, TLS, limits, shutdown.
+std::vector<option_spec> server_options_specs()
 {
-    static const std::vector<option_spec> specs = {
+    return {
         {"host", "ADDR", "address to listen on", [](const config& c) { return c.host; },
          [](config& c, std::string_view v) {
              c.host = v;
@@ -113,26 +114,6 @@ const std::vector<option_spec>& options()
                                         &server_options::max_header_fields, 1, 10'000),
         server_size_option<std::uint64_t>("body-limit-bytes", "request body, bytes (413 past it)",
                                           &server_options::body_limit, 0, std::uint64_t{1} << 40),
-        {"events-history", "N", "events /api/events keeps for clients that reconnect with Last-Event-ID",
-         [](const config& c) { return std::to_string(c.app.events.history); },
-         [](config& c, std::string_view v) { return parse_number<std::size_t>(v, c.app.events.history, 0, 1'000'000); }},
-        {"events-buffer", "N", "events an /api/events client may fall behind before it is disconnected",
-         [](const config& c) { return std::to_string(c.app.events.buffer); },
-         [](config& c, std::string_view v) { return parse_number<std::size_t>(v, c.app.events.buffer, 1, 1'000'000); }},
-        {"events-heartbeat-ms", "MS", "how often an idle /api/events stream gets a ': ping' comment",
-         [](const config& c) { return std::to_string(c.app.events.heartbeat.count()); },
-         [](config& c, std::string_view v) {
-             long long n = 0;
-             if (!parse_number<long long>(v, n, 10, 86'400'000))
-                 return false;
-             c.app.events.heartbeat = std::chrono::milliseconds{n};
-             return true;
-         }},
-        {"static-inline-max-bytes", "N", "static files up to this size are served from memory; larger ones stream from disk",
-         [](const config& c) { return std::to_string(c.app.site.inline_max_bytes); },
-         [](config& c, std::string_view v) {
-             return parse_number<std::uintmax_t>(v, c.app.site.inline_max_bytes, 0, std::uintmax_t{1} << 30);
-         }},
         server_size_option<std::size_t>("max-connections", "open connections; more are closed at once",
                                         &server_options::max_connections, 1, 10'000'000),
         ms_option("header-timeout-ms", "time to read a request header, from its first byte (408)", [](auto& c) -> auto& { return c.server.header_timeout; }, 1),
@@ -140,6 +121,15 @@ const std::vector<option_spec>& options()
         ms_option("idle-timeout-ms", "keep-alive wait for the next request", [](auto& c) -> auto& { return c.server.idle_timeout; }, 1),
         ms_option("write-timeout-ms", "longest a response may make no progress before the client is dropped", [](auto& c) -> auto& { return c.server.write_timeout; }, 1),
         ms_option("request-timeout-ms", "deadline of a request's handler (504)", [](auto& c) -> auto& { return c.server.request_timeout; }, 1),
+        ms_option("shutdown-timeout-ms", "on SIGTERM, how long requests in flight may take", [](auto& c) -> auto& { return c.shutdown_timeout; }),
+        ms_option("drain-delay-ms", "on SIGTERM, how long /readyz answers 503 before accepting stops", [](auto& c) -> auto& { return c.drain_delay; }),
+    };
+}
+
+// The demo app's flags: the simulated database, the upstream, the event feed, the site.
+std::vector<option_spec> app_options_specs()
+{
+    return {
         ms_option("db-latency-ms", "simulated database: the latency of every query", [](auto& c) -> auto& { return c.app.db.latency; }, 0, 60'000),
         ms_option("db-jitter-ms", "simulated database: up to this much random extra latency", [](auto& c) -> auto& { return c.app.db.jitter; }, 0, 60'000),
         {"db-pool", "N", "simulated database: queries in flight at once, the rest wait; 0: unlimited",
@@ -176,9 +166,37 @@ const std::vector<option_spec>& options()
         {"upstream-pool", "N", "idle keep-alive connections kept per upstream host; 0: a new one per call",
          [](const config& c) { return std::to_string(c.app.upstream_pool); },
          [](config& c, std::string_view v) { return parse_number<std::size_t>(v, c.app.upstream_pool, 0, 10'000); }},
-        ms_option("shutdown-timeout-ms", "on SIGTERM, how long requests in flight may take", [](auto& c) -> auto& { return c.shutdown_timeout; }),
-        ms_option("drain-delay-ms", "on SIGTERM, how long /readyz answers 503 before accepting stops", [](auto& c) -> auto& { return c.drain_delay; }),
+        {"events-history", "N", "events /api/events keeps for clients that reconnect with Last-Event-ID",
+         [](const config& c) { return std::to_string(c.app.events.history); },
+         [](config& c, std::string_view v) { return parse_number<std::size_t>(v, c.app.events.history, 0, 1'000'000); }},
+        {"events-buffer", "N", "events an /api/events client may fall behind before it is disconnected",
+         [](const config& c) { return std::to_string(c.app.events.buffer); },
+         [](config& c, std::string_view v) { return parse_number<std::size_t>(v, c.app.events.buffer, 1, 1'000'000); }},
+        {"events-heartbeat-ms", "MS", "how often an idle /api/events stream gets a ': ping' comment",
+         [](const config& c) { return std::to_string(c.app.events.heartbeat.count()); },
+         [](config& c, std::string_view v) {
+             long long n = 0;
+             if (!parse_number<long long>(v, n, 10, 86'400'000))
+                 return false;
+             c.app.events.heartbeat = std::chrono::milliseconds{n};
+             return true;
+         }},
+        {"static-inline-max-bytes", "N", "static files up to this size are served from memory; larger ones stream from disk",
+         [](const config& c) { return std::to_string(c.app.site.inline_max_bytes); },
+         [](config& c, std::string_view v) {
+             return parse_number<std::uintmax_t>(v, c.app.site.inline_max_bytes, 0, std::uintmax_t{1} << 30);
+         }},
     };
+}
+
+const std::vector<option_spec>& options()
+{
+    static const std::vector<option_spec> specs = [] {
+        auto all = server_options_specs();
+        auto app = app_options_specs();
+        all.insert(all.end(), std::make_move_iterator(app.begin()), std::make_move_iterator(app.end()));
+        return all;
+    }();
     return specs;
 }
 

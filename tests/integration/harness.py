@@ -18,6 +18,7 @@ import ssl
 import subprocess
 import threading
 import time
+import unittest
 
 LISTENING = re.compile(r"^coroute listening on (https?)://(\[[^\]]+\]|[^:/]+):(\d+)$")
 
@@ -47,6 +48,24 @@ def run_cli(*args, timeout=10.0):
     """Runs the binary to completion (for --help, --version, bad options): (code, stdout, stderr)."""
     p = subprocess.run([server_binary(), *args], capture_output=True, text=True, timeout=timeout, env=clean_env())
     return p.returncode, p.stdout, p.stderr
+
+
+class SharedServerTestCase(unittest.TestCase):
+    """A test class sharing one server, started with the class's `server_args`; a
+    server that does not exit 0 at the end fails the class."""
+
+    server_args = ()
+    srv = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server(*cls.server_args).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.srv.stop()
+        if code != 0:
+            raise AssertionError("server exited with %r\n%s" % (code, cls.srv.output()))
 
 
 class Server:

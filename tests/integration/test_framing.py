@@ -11,22 +11,11 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import harness  # noqa: E402
 from harness import Server, problem_fields  # noqa: E402
 
 
-class FramingTestCase(unittest.TestCase):
-    server_args = ()
-    srv = None
-
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = Server(*cls.server_args).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        code = cls.srv.stop()
-        if code != 0:
-            raise AssertionError("server exited with %r\n%s" % (code, cls.srv.output()))
+class FramingTestCase(harness.SharedServerTestCase):
 
     def assert_problem(self, res, status, what):
         self.assertEqual(res.status, status, "%s -> %r" % (what, res))

@@ -41,21 +41,9 @@ def setUpModule():
     VERSION = server_version()
 
 
-class ServerTestCase(unittest.TestCase):
+class ServerTestCase(harness.SharedServerTestCase):
     """A test class sharing one server started with `server_args`."""
 
-    server_args = ()
-    srv = None
-
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = Server(*cls.server_args).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        code = cls.srv.stop()
-        if code != 0:
-            raise AssertionError("server exited with %r\n%s" % (code, cls.srv.output()))
 
     # -- helpers ---------------------------------------------------------------
 
