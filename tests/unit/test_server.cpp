@@ -4,6 +4,7 @@
 
 #include <coroute/problem.hpp>
 #include <coroute/streaming.hpp>
+#include <coroute/tls.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/connect.hpp>
@@ -20,6 +21,9 @@
 #include <boost/asio/write.hpp>
 
 #include <future>
+
+#include <sys/socket.h>
+#include <sys/time.h>
 
 #include <atomic>
 #include <functional>
@@ -265,8 +269,9 @@ struct raw_client
 };
 
 // An upgrade to a line-echo protocol: echoes lines until "bye", or says "going away"
-// when the server shuts down.
-asio::awaitable<void> echo_lines(upgraded& conn)
+// when the server shuts down. Over the TLS stream on HTTPS, the socket on HTTP.
+template <class Stream>
+asio::awaitable<void> echo_on(Stream& stream, upgraded& conn)
 {
     using namespace asio::experimental::awaitable_operators;
     auto& buf = conn.buffer();
@@ -279,14 +284,13 @@ asio::awaitable<void> echo_lines(upgraded& conn)
             buf.consume(nl + 1);
             if (line == "bye\n")
                 co_return;
-            co_await asio::async_write(conn.socket(), asio::buffer(line), nothrow_awaitable);
+            co_await asio::async_write(stream, asio::buffer(line), nothrow_awaitable);
             continue;
         }
-        auto raced = co_await (conn.socket().async_read_some(buf.prepare(1024), nothrow_awaitable) ||
-                               conn.until_stopping());
+        auto raced = co_await (stream.async_read_some(buf.prepare(1024), nothrow_awaitable) || conn.until_stopping());
         if (raced.index() == 1)
         {
-            co_await asio::async_write(conn.socket(), asio::buffer("going away\n", 11), nothrow_awaitable);
+            co_await asio::async_write(stream, asio::buffer("going away\n", 11), nothrow_awaitable);
             co_return;
         }
         auto [ec, n] = std::get<0>(raced);
@@ -294,6 +298,14 @@ asio::awaitable<void> echo_lines(upgraded& conn)
             co_return;
         buf.commit(n);
     }
+}
+
+asio::awaitable<void> echo_lines(upgraded& conn)
+{
+    if (auto* tls = conn.tls())
+        co_await echo_on(*tls, conn);
+    else
+        co_await echo_on(conn.socket(), conn);
 }
 
 asio::awaitable<response> upgrade_to_echo(request&)
@@ -456,4 +468,41 @@ TEST_CASE("server: an auth hook cannot be slipped past with encoded, dotted or d
         CHECK(res.result() == http::status::ok);
         CHECK(res.body() == "secret plans");
     }
+}
+
+TEST_CASE("server: over TLS an upgrade gets the TLS stream and a produced body streams", "[server][upgrade][tls]")
+{
+    auto identity = make_self_signed("127.0.0.1");
+    server_options o;
+    o.tls = make_server_tls_context(identity);
+    embedded app{o, &streaming_routes};
+
+    auto client_tls = make_client_tls_context_trusting(identity.certificate_pem);
+    auto talk = [&](std::string_view request, std::string_view until) {
+        asio::io_context ioc;
+        asio::ssl::stream<tcp::socket> s{ioc, *client_tls};
+        s.next_layer().connect({asio::ip::make_address("127.0.0.1"), app.port});
+        timeval tv{5, 0}; // a server that does not answer fails the test, not hangs it
+        ::setsockopt(s.next_layer().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        s.handshake(asio::ssl::stream_base::client);
+        asio::write(s, asio::buffer(request));
+        std::string got;
+        while (got.find(until) == std::string::npos)
+        {
+            char buf[4096];
+            boost::system::error_code ec;
+            auto n = s.read_some(asio::buffer(buf), ec);
+            if (ec)
+                break;
+            got.append(buf, n);
+        }
+        return got;
+    };
+    auto echoed = talk("GET /echo HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\nhello\n",
+                       "hello\n");
+    CHECK(echoed.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
+    CHECK(echoed.ends_with("\r\n\r\nhello\n"));
+    auto ticks = talk("GET /ticks HTTP/1.1\r\nHost: x\r\n\r\n", "tick 2\n");
+    CHECK(ticks.find("Transfer-Encoding: chunked\r\n") != std::string::npos);
+    CHECK(ticks.find("7\r\ntick 1\n\r\n") != std::string::npos);
 }
