@@ -427,18 +427,7 @@ class Connection:
 
     def read_head(self, timeout=None):
         """Reads one response's head only; its body bytes stay in the buffer (see read_some)."""
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        while True:
-            try:
-                res, used = parse_response(self.buf, head=True)
-                del self.buf[:used]
-                return res
-            except _Incomplete:
-                pass
-            if self.closed_by is not None:
-                raise Closed("connection %s after %d bytes: %r"
-                             % (self.closed_by, len(self.buf), bytes(self.buf[:300])))
-            self._recv(deadline)
+        return self.read_response(timeout=timeout, head=True)
 
     def read_some(self, limit=256 * 1024, timeout=None):
         """Up to `limit` bytes: what is buffered, else one read. b"" once the peer has closed.
