@@ -17,7 +17,13 @@ namespace coroute {
 
 namespace {
 
-using frame = std::shared_ptr<const std::string>;
+// An event as published, with its SSE form written once for every stream.
+struct record
+{
+    event ev;
+    std::string sse;
+};
+using frame = std::shared_ptr<const record>;
 
 // "id: N\nevent: E\ndata: line\n...\n\n".
 std::string format_event(std::uint64_t id, std::string_view event, std::string_view data)
@@ -93,7 +99,8 @@ std::uint64_t event_hub::publish(std::string_view event, std::string_view data)
     {
         std::lock_guard lock{impl_->mutex};
         id = ++impl_->last;
-        auto f = std::make_shared<const std::string>(format_event(id, event, data));
+        auto f = std::make_shared<const record>(
+            record{{id, std::string{event}, std::string{data}}, format_event(id, event, data)});
         if (impl_->opts.history > 0)
         {
             impl_->history.emplace_back(id, f);
@@ -179,7 +186,7 @@ asio::awaitable<void> run_stream(std::shared_ptr<event_hub::impl> hub, std::shar
             // Everything that arrived since the last write goes out in one write.
             std::string batch;
             for (auto& f : ready)
-                batch += *f;
+                batch += f->sse;
             ec = co_await out.write(batch);
             continue;
         }
@@ -221,13 +228,58 @@ asio::awaitable<void> stream_events(std::shared_ptr<event_hub::impl> hub, std::o
             else
                 for (auto& [id, f] : hub->history)
                     if (id > *after)
-                        first += *f;
+                        first += f->sse;
         }
         std::erase_if(hub->subs, [](const std::weak_ptr<subscriber>& w) { return w.expired(); });
         hub->subs.push_back(sub);
     }
     co_await run_stream(hub, sub, std::move(first), out);
 }
+
+// A subscription that hands events to its owner's coroutine instead of a stream.
+class listener final : public event_subscription
+{
+public:
+    explicit listener(std::shared_ptr<subscriber> s) : sub_(std::move(s)) {}
+
+    asio::awaitable<boost::system::result<std::vector<event>>> next() override
+    {
+        for (;;)
+        {
+            std::deque<frame> ready;
+            bool dropped;
+            {
+                std::lock_guard lock{sub_->mutex};
+                ready.swap(sub_->queue);
+                dropped = sub_->dropped;
+            }
+            if (dropped)
+                co_return make_error_code(error::slow_consumer);
+            if (!ready.empty())
+            {
+                std::vector<event> out;
+                out.reserve(ready.size());
+                for (auto& f : ready)
+                    out.push_back(f->ev);
+                co_return out;
+            }
+            auto before = co_await asio::this_coro::cancellation_state;
+            if (before.cancelled() != asio::cancellation_type::none)
+                co_return make_error_code(asio::error::operation_aborted);
+            // The queue was checked on the wake-up timer's executor, with no suspension
+            // before the wait: a publish after the check cancels the wait.
+            sub_->wake.expires_at(asio::steady_timer::time_point::max());
+            auto [ec] = co_await sub_->wake.async_wait(nothrow_awaitable);
+            (void)ec; // cancelled: by a publish (look again) or by the caller (below)
+            auto cs = co_await asio::this_coro::cancellation_state;
+            if (cs.cancelled() != asio::cancellation_type::none)
+                co_return make_error_code(asio::error::operation_aborted);
+        }
+    }
+
+private:
+    std::shared_ptr<subscriber> sub_;
+};
 
 asio::awaitable<response> serve_events(std::shared_ptr<event_hub> hub, request& req)
 {
@@ -245,6 +297,17 @@ response event_hub::subscribe(const request& req)
     // The stream runs on the connection's executor, and so does its wake-up timer.
     res.stream([hub = impl_, after = last_event_id(req)](body_writer& out) { return stream_events(hub, after, out); });
     return res;
+}
+
+std::shared_ptr<event_subscription> event_hub::listen(asio::any_io_executor ex)
+{
+    auto sub = std::make_shared<subscriber>(std::move(ex));
+    {
+        std::lock_guard lock{impl_->mutex};
+        std::erase_if(impl_->subs, [](const std::weak_ptr<subscriber>& w) { return w.expired(); });
+        impl_->subs.push_back(sub);
+    }
+    return std::make_shared<listener>(std::move(sub));
 }
 
 std::function<asio::awaitable<response>(request&)> event_hub::handler()

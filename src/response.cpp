@@ -52,6 +52,13 @@ void response::upgrade(std::string_view protocol, upgrade_handler h)
     source_ = std::move(h);
 }
 
+void response::take_over(takeover_handler h)
+{
+    result(http::status::switching_protocols);
+    body().clear();
+    source_ = takeover{std::move(h)};
+}
+
 namespace {
 
 // Sets Content-Length to `n` unless it already says so: replacing a field frees and
@@ -70,6 +77,11 @@ void set_length(response& res, std::uint64_t n)
 void finish_payload(response& res)
 {
     auto s = res.result_int();
+    // A hook that turned an upgrade into another answer (403, say) cancels the upgrade.
+    bool upgrading = std::holds_alternative<upgrade_handler>(res.source()) ||
+                     std::holds_alternative<takeover>(res.source());
+    if (upgrading && s != 101)
+        res.source() = std::monostate{};
     if (s < 200 || s == 204 || s == 304)
     {
         res.body().clear();

@@ -6,6 +6,7 @@
 #include <coroute/problem.hpp>
 
 #include "target.hpp"
+#include "websocket_route.hpp"
 
 #include <boost/asio/this_coro.hpp>
 #include <boost/container/small_vector.hpp>
@@ -31,6 +32,7 @@ struct node
     std::string param_name;
     std::string route; // the template that ends here ("/api/items/{id}")
     std::vector<std::pair<http::verb, handler>> handlers;
+    bool websocket = false; // a WebSocket route: its GET is the handshake
 
     const handler* find(http::verb v) const
     {
@@ -219,6 +221,11 @@ struct router::impl
             res.set(http::field::allow, allow);
             return nullptr;
         }
+        if (matches.front().n->websocket && detail::asks_for_websocket(req))
+        {
+            answer.emplace(problem(http::status::bad_request, "a WebSocket handshake must be a GET"));
+            return nullptr;
+        }
         auto& res = answer.emplace(problem(http::status::method_not_allowed,
                                            std::string{http::to_string(method)} + " is not allowed on " +
                                                req.path()));
@@ -238,6 +245,18 @@ bool router::selected(std::initializer_list<http::verb> only, http::verb v)
 }
 
 router& router::route(http::verb method, std::string_view path, handler h)
+{
+    add(method, path, std::move(h), false);
+    return *this;
+}
+
+router& router::websocket(std::string_view path, websocket_handler h, websocket_options opts)
+{
+    add(http::verb::get, path, detail::websocket_route(std::move(h), std::move(opts)), true);
+    return *this;
+}
+
+void router::add(http::verb method, std::string_view path, handler h, bool websocket)
 {
     if (!h)
         throw std::invalid_argument("empty handler for " + std::string{path});
@@ -274,7 +293,7 @@ router& router::route(http::verb method, std::string_view path, handler h)
                                     std::string{path});
     n->route = std::string{path};
     n->handlers.emplace_back(method, std::move(h));
-    return *this;
+    n->websocket = n->websocket || websocket;
 }
 
 router& router::before(before_hook h)

@@ -163,6 +163,15 @@ private:
     // shutdown); an upgrade hands the connection to its handler once the 101 is out.
     asio::awaitable<write_outcome> respond_streamed(response& res, const write_context& ctx)
     {
+        if (auto* t = std::get_if<takeover>(&res.source()))
+        {
+            // The handler writes the head: give it the fields every response carries.
+            writing::decorate(res, ctx);
+            upgraded_ = true;
+            upgrade_handler h = [t, &res](upgraded& c) { return t->handler(c, res); };
+            co_await hand_over(h);
+            co_return write_outcome{};
+        }
         bool produced = std::holds_alternative<produced_body>(res.source()) && !ctx.head;
         if (produced)
         {
@@ -215,7 +224,7 @@ private:
         session& s_;
     };
 
-    asio::awaitable<void> hand_over(upgrade_handler& h)
+    asio::awaitable<void> hand_over(const upgrade_handler& h)
     {
         asio::steady_timer notice{executor(), asio::steady_timer::time_point::max()};
         stop_notice_ = &notice;

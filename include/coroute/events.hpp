@@ -5,11 +5,14 @@
 #include <coroute/fwd.hpp>
 #include <coroute/response.hpp>
 
+#include <boost/system/result.hpp>
+
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace coroute {
 
@@ -20,6 +23,28 @@ struct event_options
     std::size_t buffer = 256;   ///< events a subscriber may fall behind before it is dropped
     std::chrono::milliseconds heartbeat{15'000}; ///< a ": ping" comment this often keeps proxies from closing
     std::size_t send_buffer = 16 * 1024;         ///< a stream's socket send buffer, so falling behind shows
+};
+
+/// One published event.
+struct event
+{
+    std::uint64_t id = 0;
+    std::string name; ///< "item"
+    std::string data; ///< as published (the demo's are JSON)
+};
+
+/// A feed's events for code that passes them on elsewhere (a WebSocket), from the
+/// moment it was made. Bounded like an SSE stream: one that falls `buffer` events
+/// behind is dropped.
+class event_subscription
+{
+public:
+    virtual ~event_subscription() = default;
+
+    /// Waits for events and yields every one that arrived since the last call, in
+    /// order. Fails with `error::slow_consumer` once dropped, and with
+    /// `operation_aborted` when the awaiting coroutine is cancelled.
+    virtual asio::awaitable<boost::system::result<std::vector<event>>> next() = 0;
 };
 
 /// Numbers events (1, 2, 3, ... across the process), keeps the last `history` of them,
@@ -50,6 +75,10 @@ public:
 
     /// The SSE response for `req`: replay per its Last-Event-ID, then live events.
     response subscribe(const request& req);
+
+    /// A subscription whose waits run on `ex` (the executor of the coroutine that
+    /// calls `next`); it ends when the last copy of the pointer goes.
+    std::shared_ptr<event_subscription> listen(asio::any_io_executor ex);
 
     /// A route handler answering with `subscribe`; it keeps the hub alive.
     std::function<asio::awaitable<response>(request&)> handler();

@@ -61,6 +61,18 @@ struct produced_body
 /// Takes over the connection after a `101 Switching Protocols` has been written.
 using upgrade_handler = std::function<asio::awaitable<void>(upgraded&)>;
 
+class response;
+
+/// Takes over the connection before its answer is written, and writes `head` (the
+/// response as the hooks left it) itself: a WebSocket handshake, whose 101 is written
+/// by the WebSocket layer.
+using takeover_handler = std::function<asio::awaitable<void>(upgraded&, response& head)>;
+
+struct takeover
+{
+    takeover_handler handler;
+};
+
 /// An HTTP response. Its header and an in-memory body are Beast's message; a
 /// streamed body (a file, a producer) or an upgrade ride along beside it, so hooks
 /// can read and change the header of every response alike.
@@ -68,7 +80,7 @@ class response : public http::response<http::string_body>
 {
 public:
     using message_type = http::response<http::string_body>;
-    using source_type = std::variant<std::monostate, file_part, produced_body, upgrade_handler>;
+    using source_type = std::variant<std::monostate, file_part, produced_body, upgrade_handler, takeover>;
     using message_type::message_type;
 
     response() = default;
@@ -83,6 +95,9 @@ public:
     /// Answers `101 Switching Protocols` with `protocol` in `Upgrade`; then `h` owns
     /// the connection until it returns.
     void upgrade(std::string_view protocol, upgrade_handler h);
+
+    /// Answers `101 Switching Protocols`, written by `h` itself (see `takeover_handler`).
+    void take_over(takeover_handler h);
 
     /// What carries the body: monostate when it is the in-memory `body()`.
     const source_type& source() const noexcept { return source_; }

@@ -3,6 +3,7 @@
 
 #include <coroute/http.hpp>
 #include <coroute/request.hpp>
+#include <coroute/websocket.hpp>
 
 #include <exception>
 #include <functional>
@@ -58,6 +59,13 @@ public:
     router& patch(std::string_view path, handler h) { return route(http::verb::patch, path, std::move(h)); }
     router& del(std::string_view path, handler h) { return route(http::verb::delete_, path, std::move(h)); }
 
+    /// Registers a WebSocket on `path`: a GET whose handshake is checked (version,
+    /// key, `Origin` against `opts.allowed_origins`) and answered with 101, after which
+    /// `h` owns the socket. The before-hooks run on the handshake request as on any
+    /// other, and a hook's response refuses the upgrade. A plain GET gets 426; a
+    /// handshake with another method 400.
+    router& websocket(std::string_view path, websocket_handler h, websocket_options opts = {});
+
     /// Registers a class-based view (Flask's MethodView): each of the members
     /// `get`, `post`, `put`, `patch`, `del` that `View` has, taking `request&` and
     /// returning `awaitable<response>`, becomes a route on `path`. `only` limits
@@ -83,6 +91,7 @@ public:
 
 private:
     static bool selected(std::initializer_list<http::verb> only, http::verb v);
+    void add(http::verb method, std::string_view path, handler h, bool websocket);
     struct impl;
     std::unique_ptr<impl> impl_;
 };

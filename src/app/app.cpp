@@ -3,6 +3,7 @@
 #include "app/db_routes.hpp"
 #include "app/external_routes.hpp"
 #include "app/upstream.hpp"
+#include "app/ws_routes.hpp"
 
 #include <coroute/http_client.hpp>
 #include <coroute/tls.hpp>
@@ -73,6 +74,7 @@ void demo_app::install(router& r)
 {
     add_db_routes(r, impl_->db, impl_->events);
     r.get("/api/events", impl_->events->handler());
+    add_ws_routes(r, impl_->db, impl_->events, impl_->cfg.ws);
     add_external_routes(r, impl_->client, impl_->upstream_url, impl_->db);
     r.fallback(static_files::handler(impl_->site));
 }

@@ -7,6 +7,7 @@
 #include <coroute/log.hpp>
 #include <coroute/router.hpp>
 #include <coroute/static_files.hpp>
+#include <coroute/websocket.hpp>
 
 #include <chrono>
 
@@ -23,6 +24,7 @@ struct app_options
     static_options site;        ///< how the site is served
     db_options db;              ///< the simulated database
     event_options events;       ///< the /api/events feed
+    websocket_options ws;       ///< the /ws socket's limits
     std::string upstream;       ///< empty: the built-in upstream
     std::string upstream_ca;    ///< PEM CAs to trust instead of the system store
     std::chrono::milliseconds upstream_timeout{5'000};

@@ -186,6 +186,46 @@ std::vector<option_spec> app_options_specs()
          [](config& c, std::string_view v) {
              return parse_number<std::uintmax_t>(v, c.app.site.inline_max_bytes, 0, std::uintmax_t{1} << 30);
          }},
+        {"ws-max-message-bytes", "N", "/ws: largest message a peer may send (closed with 1009 past it)",
+         [](const config& c) { return std::to_string(c.app.ws.max_message_bytes); },
+         [](config& c, std::string_view v) {
+             return parse_number<std::size_t>(v, c.app.ws.max_message_bytes, 1, std::size_t{1} << 30);
+         }},
+        ms_option("ws-idle-timeout-ms", "/ws: a silent peer is pinged at half this and dropped at it; 0: never", [](auto& c) -> auto& { return c.app.ws.idle_timeout; }),
+        ms_option("ws-handshake-timeout-ms", "/ws: longest the opening answer and the closing handshake may take", [](auto& c) -> auto& { return c.app.ws.handshake_timeout; }, 1),
+        ms_option("ws-write-timeout-ms", "/ws: longest one message may take to reach the peer", [](auto& c) -> auto& { return c.app.ws.write_timeout; }, 1),
+        {"ws-send-queue", "N", "/ws: messages waiting for a slow peer before it is closed with 1008",
+         [](const config& c) { return std::to_string(c.app.ws.send_queue); },
+         [](config& c, std::string_view v) { return parse_number<std::size_t>(v, c.app.ws.send_queue, 1, 1'000'000); }},
+        {"ws-send-queue-bytes", "N", "/ws: bytes waiting for a slow peer before it is closed with 1008",
+         [](const config& c) { return std::to_string(c.app.ws.send_queue_bytes); },
+         [](config& c, std::string_view v) {
+             return parse_number<std::size_t>(v, c.app.ws.send_queue_bytes, 1, std::size_t{1} << 34);
+         }},
+        {"ws-allowed-origins", "LIST", "/ws: comma-separated origins a browser may connect from, or *; empty: the server's own",
+         [](const config& c) {
+             std::string out;
+             for (auto& o : c.app.ws.allowed_origins)
+                 out += (out.empty() ? "" : ",") + o;
+             return out;
+         },
+         [](config& c, std::string_view v) {
+             c.app.ws.allowed_origins.clear();
+             while (!v.empty())
+             {
+                 auto comma = v.find(',');
+                 auto one = v.substr(0, comma);
+                 while (!one.empty() && one.front() == ' ')
+                     one.remove_prefix(1);
+                 while (!one.empty() && one.back() == ' ')
+                     one.remove_suffix(1);
+                 if (one.empty() || (one != "*" && one.find("://") == std::string_view::npos))
+                     return false; // an origin is scheme://host[:port]
+                 c.app.ws.allowed_origins.emplace_back(one);
+                 v = comma == std::string_view::npos ? std::string_view{} : v.substr(comma + 1);
+             }
+             return true;
+         }},
     };
 }
 

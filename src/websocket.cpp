@@ -1,0 +1,561 @@
+// WebSocket routes: the handshake's checks as HTTP answers, then the socket itself,
+// Beast's websocket::stream over the connection's own stream.
+#include "websocket_route.hpp"
+
+#include <coroute/log.hpp>
+#include <coroute/problem.hpp>
+#include <coroute/request.hpp>
+#include <coroute/response.hpp>
+#include <coroute/streaming.hpp>
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/rfc7230.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
+#include <boost/system/system_error.hpp>
+
+#include <deque>
+#include <map>
+
+namespace coroute::detail {
+
+namespace ws = beast::websocket;
+
+/// The connection's stream, read through the bytes the request reader had already
+/// taken past the handshake request: a client may send its first frame at once.
+template <class Next>
+class prefixed_stream
+{
+public:
+    using executor_type = typename Next::executor_type;
+    using next_layer_type = Next;
+
+    prefixed_stream(Next& next, beast::flat_buffer& pre) : next_(next), pre_(pre)
+    {
+        if (pre_.size() == 0)
+            pre_.shrink_to_fit(); // the request's buffer is not needed any more
+    }
+
+    executor_type get_executor() noexcept { return next_.get_executor(); }
+    Next& next_layer() noexcept { return next_; }
+    const Next& next_layer() const noexcept { return next_; }
+
+    template <class MutableBuffers, class Token>
+    auto async_read_some(const MutableBuffers& buffers, Token&& token)
+    {
+        return asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+            [this](auto handler, const MutableBuffers& b) {
+                if (pre_.size() == 0)
+                    return next_.async_read_some(b, std::move(handler));
+                auto n = asio::buffer_copy(b, pre_.data());
+                pre_.consume(n);
+                if (pre_.size() == 0)
+                    pre_.shrink_to_fit();
+                auto ex = asio::get_associated_executor(handler, next_.get_executor());
+                asio::post(ex, [h = std::move(handler), n]() mutable { std::move(h)(boost::system::error_code{}, n); });
+            },
+            token, buffers);
+    }
+
+    template <class ConstBuffers, class Token>
+    auto async_write_some(const ConstBuffers& buffers, Token&& token)
+    {
+        return next_.async_write_some(buffers, std::forward<Token>(token));
+    }
+
+private:
+    Next& next_;
+    beast::flat_buffer& pre_;
+};
+
+// Closing the WebSocket tears down the stream underneath: TLS close_notify, then TCP.
+template <class Next>
+void teardown(beast::role_type role, prefixed_stream<Next>& s, boost::system::error_code& ec)
+{
+    using beast::teardown;
+    using ws::teardown;
+    teardown(role, s.next_layer(), ec);
+}
+
+template <class Next, class Handler>
+void async_teardown(beast::role_type role, prefixed_stream<Next>& s, Handler&& handler)
+{
+    using beast::async_teardown;
+    using ws::async_teardown;
+    async_teardown(role, s.next_layer(), std::forward<Handler>(handler));
+}
+
+namespace {
+
+struct ws_route
+{
+    websocket_handler handler;
+    websocket_options opts;
+};
+
+bool is_cancellation(std::exception_ptr e)
+{
+    try
+    {
+        std::rethrow_exception(e);
+    }
+    catch (const boost::system::system_error& se)
+    {
+        return se.code() == asio::error::operation_aborted;
+    }
+    catch (...)
+    {
+        return false;
+    }
+}
+
+std::string what_of(std::exception_ptr e)
+{
+    try
+    {
+        std::rethrow_exception(e);
+    }
+    catch (const std::exception& ex)
+    {
+        return ex.what();
+    }
+    catch (...)
+    {
+        return "unknown exception";
+    }
+}
+
+/// One open socket. The handler's coroutine reads; a writer coroutine of the socket's
+/// own drains the send queue; a third waits for the server's shutdown. All three and
+/// the spawned tasks run on the connection's executor, so nothing here is locked.
+template <class Next>
+class ws_socket final : public websocket, public std::enable_shared_from_this<ws_socket<Next>>
+{
+public:
+    ws_socket(Next& next, upgraded& conn, coroute::request& req, std::shared_ptr<const ws_route> route)
+        : conn_(conn), req_(req), route_(std::move(route)), opts_(route_->opts), ws_(next, conn.buffer()),
+          wake_(next.get_executor()), guard_(next.get_executor()), tasks_idle_(next.get_executor())
+    {
+    }
+
+    asio::awaitable<void> run(response& head)
+    {
+        using namespace asio::experimental::awaitable_operators;
+        configure(head);
+        auto [ec] = co_await ws_.async_accept(req_.message(), nothrow_awaitable);
+        if (ec)
+        {
+            debug("handshake failed: " + ec.message());
+            co_return;
+        }
+        // The handler and the writer run to their ends; the shutdown watch only begins a
+        // close, and is cancelled once they are done.
+        co_await ((serve() && write_loop()) || watch_stop());
+    }
+
+    asio::awaitable<boost::system::result<ws_message>> read() override
+    {
+        if (read_ended_)
+            co_return read_error_;
+        auto [ec, n] = co_await ws_.async_read(rbuf_, nothrow_awaitable);
+        if (ec)
+        {
+            read_ended_ = closing_ = true;
+            read_error_ = ec;
+            if (ec == ws::error::closed)
+                peer_code_ = ws_.reason().code;
+            else
+                debug("closed: " + ec.message());
+            wake_.cancel();
+            co_return ec;
+        }
+        ws_message m{beast::buffers_to_string(rbuf_.data()), ws_.got_text()};
+        rbuf_.consume(rbuf_.size());
+        if (rbuf_.capacity() > 64 * 1024)
+            rbuf_.shrink_to_fit(); // one large message does not pin its size for the socket's life
+        co_return m;
+    }
+
+    bool send(std::string data, bool text) override
+    {
+        return enqueue(text ? kind::text : kind::binary, std::move(data));
+    }
+
+    void ping(std::string payload) override
+    {
+        if (payload.size() > ws::ping_data::static_capacity)
+            payload.resize(ws::ping_data::static_capacity);
+        enqueue(kind::ping, std::move(payload));
+    }
+
+    void close(std::uint16_t code, std::string reason) override
+    {
+        if (closing_)
+            return;
+        closing_ = close_pending_ = true;
+        if (reason.size() > ws::reason_string::static_capacity)
+            reason.resize(ws::reason_string::static_capacity);
+        close_reason_ = ws::close_reason{code};
+        close_reason_.reason = ws::reason_string{reason};
+        wake_.cancel();
+    }
+
+    std::uint64_t spawn(asio::awaitable<void> task) override
+    {
+        auto id = ++next_task_;
+        auto& sig = tasks_[id];
+        sig = std::make_unique<asio::cancellation_signal>();
+        auto done = [self = this->shared_from_this(), id](std::exception_ptr e) {
+            if (e && !is_cancellation(e))
+                self->error("a task threw: " + what_of(e));
+            // Later, once the spawn's machinery has let go of the task's signal.
+            asio::post(self->get_executor(), [self, id] { self->task_ended(id); });
+        };
+        asio::co_spawn(get_executor(), std::move(task), asio::bind_cancellation_slot(sig->slot(), std::move(done)));
+        if (handler_done_)
+            sig->emit(asio::cancellation_type::terminal);
+        return id;
+    }
+
+    void cancel(std::uint64_t task) override
+    {
+        if (auto it = tasks_.find(task); it != tasks_.end())
+            it->second->emit(asio::cancellation_type::terminal);
+    }
+
+    bool closing() const override { return closing_; }
+    std::uint16_t peer_close_code() const override { return peer_code_; }
+    std::size_t queued() const override { return queue_.size(); }
+    coroute::request& request() override { return req_; }
+    asio::any_io_executor get_executor() override { return ws_.get_executor(); }
+
+private:
+    enum class kind
+    {
+        text,
+        binary,
+        ping
+    };
+    struct outgoing
+    {
+        kind k;
+        std::string data;
+    };
+
+    void configure(response& head)
+    {
+        ws::stream_base::timeout t;
+        t.handshake_timeout = opts_.handshake_timeout;
+        t.idle_timeout = opts_.idle_timeout.count() > 0 ? std::chrono::steady_clock::duration{opts_.idle_timeout}
+                                                        : ws::stream_base::none();
+        t.keep_alive_pings = true;
+        ws_.set_option(t);
+        // Beast writes the 101; it carries what every response of the server carries,
+        // and what the hooks added.
+        ws_.set_option(ws::stream_base::decorator([&head](ws::response_type& r) {
+            for (auto& f : head)
+            {
+                auto name = f.name();
+                if (name == http::field::upgrade || name == http::field::connection ||
+                    name == http::field::sec_websocket_accept)
+                    continue;
+                r.set(f.name_string(), f.value());
+            }
+        }));
+        ws_.read_message_max(opts_.max_message_bytes);
+    }
+
+    bool enqueue(kind k, std::string data)
+    {
+        if (closing_)
+            return false;
+        if (queue_.size() >= opts_.send_queue || queued_bytes_ + data.size() > opts_.send_queue_bytes)
+        {
+            overflow();
+            return false;
+        }
+        queued_bytes_ += data.size();
+        queue_.push_back({k, std::move(data)});
+        wake_.cancel();
+        return true;
+    }
+
+    // The peer reads too slowly: what waits is dropped and the socket closes with 1008.
+    // A write stuck on that peer gets the handshake timeout, not the write timeout.
+    void overflow()
+    {
+        debug("send queue full, closing with 1008");
+        queue_.clear();
+        queued_bytes_ = 0;
+        close(close_code::policy_violation, "send queue full");
+        hurry_ = true;
+        arm_guard(opts_.handshake_timeout);
+    }
+
+    asio::awaitable<void> serve()
+    {
+        std::exception_ptr thrown;
+        try
+        {
+            co_await route_->handler(*this);
+        }
+        catch (...)
+        {
+            thrown = std::current_exception();
+        }
+        if (thrown && !is_cancellation(thrown))
+        {
+            error("handler threw: " + what_of(thrown));
+            close(close_code::internal_error, "internal error");
+        }
+        else
+            close(close_code::normal, {});
+        handler_done_ = true;
+        for (auto& [id, sig] : tasks_)
+            sig->emit(asio::cancellation_type::terminal);
+        while (!tasks_.empty())
+        {
+            tasks_idle_.expires_at(asio::steady_timer::time_point::max());
+            auto [ec] = co_await tasks_idle_.async_wait(nothrow_awaitable);
+            (void)ec;
+        }
+        finished_ = true;
+        wake_.cancel();
+    }
+
+    void task_ended(std::uint64_t id)
+    {
+        tasks_.erase(id);
+        if (tasks_.empty())
+            tasks_idle_.cancel();
+    }
+
+    // Messages in order, then the close frame; Beast's timer bounds the closing
+    // handshake and its idle pings, the guard bounds each message.
+    asio::awaitable<void> write_loop()
+    {
+        for (;;)
+        {
+            if (read_ended_)
+                break; // the stream is closed or failed: nothing more can be written
+            if (!queue_.empty())
+            {
+                auto item = std::move(queue_.front());
+                queue_.pop_front();
+                queued_bytes_ -= item.data.size();
+                if (!hurry_)
+                    arm_guard(opts_.write_timeout);
+                boost::system::error_code ec;
+                if (item.k == kind::ping)
+                {
+                    auto [e] = co_await ws_.async_ping(ws::ping_data{item.data}, nothrow_awaitable);
+                    ec = e;
+                }
+                else
+                {
+                    ws_.text(item.k == kind::text);
+                    auto [e, n] = co_await ws_.async_write(asio::buffer(item.data), nothrow_awaitable);
+                    ec = e;
+                }
+                if (!hurry_)
+                    guard_.cancel();
+                if (ec)
+                {
+                    closing_ = true;
+                    break;
+                }
+                continue;
+            }
+            if (close_pending_)
+            {
+                auto [ec] = co_await ws_.async_close(close_reason_, nothrow_awaitable);
+                (void)ec;
+                break;
+            }
+            if (finished_)
+                break;
+            wake_.expires_at(asio::steady_timer::time_point::max());
+            auto [ec] = co_await wake_.async_wait(nothrow_awaitable);
+            (void)ec;
+        }
+        guard_.cancel();
+        queue_.clear();
+        queued_bytes_ = 0;
+    }
+
+    asio::awaitable<void> watch_stop()
+    {
+        co_await conn_.until_stopping();
+        auto cs = co_await asio::this_coro::cancellation_state;
+        if (cs.cancelled() != asio::cancellation_type::none)
+            co_return; // the socket ended first
+        close(close_code::going_away, "server shutting down");
+        asio::steady_timer forever{get_executor(), asio::steady_timer::time_point::max()};
+        auto [ec] = co_await forever.async_wait(nothrow_awaitable);
+        (void)ec;
+    }
+
+    // Past the guard the TCP connection is closed under the stream: every pending
+    // operation fails, and the coroutines end.
+    void arm_guard(std::chrono::milliseconds d)
+    {
+        guard_.expires_after(d);
+        guard_.async_wait([w = this->weak_from_this()](boost::system::error_code ec) {
+            if (ec)
+                return;
+            if (auto self = w.lock())
+            {
+                self->debug("write timed out, dropping the connection");
+                boost::system::error_code ignored;
+                self->conn_.socket().close(ignored);
+            }
+        });
+    }
+
+    void debug(const std::string& what)
+    {
+        if (auto* log = req_.log(); log && log->enabled(log_level::debug))
+            log->debug("websocket " + req_.id() + ": " + what);
+    }
+
+    void error(const std::string& what)
+    {
+        if (auto* log = req_.log())
+            log->error("websocket " + req_.id() + ": " + what);
+    }
+
+    upgraded& conn_;
+    coroute::request& req_;
+    std::shared_ptr<const ws_route> route_;
+    const websocket_options& opts_;
+    ws::stream<prefixed_stream<Next>> ws_;
+    beast::flat_buffer rbuf_;
+    std::deque<outgoing> queue_;
+    std::size_t queued_bytes_ = 0;
+    asio::steady_timer wake_;  // the writer's wait for work
+    asio::steady_timer guard_; // the write in progress
+    asio::steady_timer tasks_idle_;
+    std::map<std::uint64_t, std::unique_ptr<asio::cancellation_signal>> tasks_;
+    std::uint64_t next_task_ = 0;
+    ws::close_reason close_reason_;
+    boost::system::error_code read_error_;
+    std::uint16_t peer_code_ = 0;
+    bool closing_ = false, close_pending_ = false, read_ended_ = false;
+    bool handler_done_ = false, finished_ = false, hurry_ = false;
+};
+
+asio::awaitable<void> run_websocket(upgraded& conn, response& head, request& req, std::shared_ptr<const ws_route> route)
+{
+    if (auto* tls = conn.tls())
+    {
+        auto s = std::make_shared<ws_socket<asio::ssl::stream<asio::ip::tcp::socket>>>(*tls, conn, req, route);
+        co_await s->run(head);
+    }
+    else
+    {
+        auto s = std::make_shared<ws_socket<asio::ip::tcp::socket>>(conn.socket(), conn, req, route);
+        co_await s->run(head);
+    }
+}
+
+bool has_token(std::string_view list, std::string_view token)
+{
+    for (auto t : http::token_list{list})
+        if (beast::iequals(t, token))
+            return true;
+    return false;
+}
+
+// 16 bytes in base64: 22 characters of the alphabet (the last carrying 4 zero bits), then "==".
+bool valid_key(std::string_view k)
+{
+    static constexpr std::string_view alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    if (k.size() != 24 || k.substr(22) != "==")
+        return false;
+    for (std::size_t i = 0; i < 22; ++i)
+        if (alphabet.find(k[i]) == std::string_view::npos)
+            return false;
+    return std::string_view{"AQgw"}.find(k[21]) != std::string_view::npos;
+}
+
+// Cross-site WebSocket hijacking: a browser sends its cookies with a handshake from
+// any page, so the page's origin must be one this server trusts.
+bool origin_allowed(const request& req, const websocket_options& opts)
+{
+    auto origin = req.header(http::field::origin);
+    if (origin.empty())
+        return true; // not a browser
+    for (auto& allowed : opts.allowed_origins)
+        if (allowed == "*" || beast::iequals(allowed, origin))
+            return true;
+    if (!opts.allowed_origins.empty())
+        return false;
+    auto scheme_end = origin.find("://");
+    if (scheme_end == std::string_view::npos)
+        return false; // "null", from a sandboxed or file: page
+    auto host = req.header(http::field::host);
+    return !host.empty() && beast::iequals(origin.substr(scheme_end + 3), host);
+}
+
+response handshake_answer(std::shared_ptr<const ws_route> route, request& req)
+{
+    if (!asks_for_websocket(req))
+    {
+        auto res = problem(http::status::upgrade_required,
+                           "this route speaks WebSocket only; send a WebSocket handshake (Upgrade: websocket)");
+        res.set(http::field::upgrade, "websocket");
+        return res;
+    }
+    if (req.method() != http::verb::get)
+        return problem(http::status::bad_request, "a WebSocket handshake must be a GET");
+    if (req.message().version() < 11)
+        return problem(http::status::bad_request, "a WebSocket handshake needs HTTP/1.1");
+    if (!has_token(req.header(http::field::connection), "upgrade"))
+        return problem(http::status::bad_request, "a WebSocket handshake needs Connection: Upgrade");
+    auto version = req.header(http::field::sec_websocket_version);
+    if (version.empty())
+        return problem(http::status::bad_request, "Sec-WebSocket-Version is missing");
+    if (version != "13")
+    {
+        auto res = problem(http::status::upgrade_required, "only WebSocket version 13 is spoken here");
+        res.set(http::field::sec_websocket_version, "13");
+        return res;
+    }
+    if (!valid_key(req.header(http::field::sec_websocket_key)))
+        return problem(http::status::bad_request, "Sec-WebSocket-Key must be 16 bytes in base64");
+    if (!origin_allowed(req, route->opts))
+        return problem(http::status::forbidden,
+                       "origin " + std::string{req.header(http::field::origin)} + " may not open a WebSocket here");
+    response res{http::status::switching_protocols, 11};
+    res.take_over([route, &req](upgraded& conn, response& head) { return run_websocket(conn, head, req, route); });
+    return res;
+}
+
+asio::awaitable<response> handshake(std::shared_ptr<const ws_route> route, request& req)
+{
+    co_return handshake_answer(std::move(route), req);
+}
+
+} // namespace
+
+bool asks_for_websocket(const request& req)
+{
+    return has_token(req.header(http::field::upgrade), "websocket");
+}
+
+handler websocket_route(websocket_handler h, websocket_options opts)
+{
+    if (!h)
+        throw std::invalid_argument("empty WebSocket handler");
+    auto route = std::make_shared<const ws_route>(ws_route{std::move(h), std::move(opts)});
+    return [route](request& req) { return handshake(route, req); };
+}
+
+} // namespace coroute::detail
