@@ -4,7 +4,8 @@
 //   js/database.js   GET /api/db
 //   js/external.js   GET /api/external
 //   js/combined.js   GET /api/combined, drawn with js/timeline.js
-//   js/lab.js        many /api/db at once, one after another, and /api/db/parallel
+//   js/lab.js        many /api/db at once, one after another, /api/db/parallel, and
+//   js/socket.js     the same queries over one WebSocket, /ws
 //   js/items.js      the /api/items view: list, add, edit, delete, kept live by
 //   js/live.js       the event feed, /api/events (Server-Sent Events)
 //

@@ -189,7 +189,7 @@ test('Combined: both calls drawn from 0 on one time axis, with their times', asy
   await shoot('04-combined', page.locator('#combined'));
 });
 
-test('Concurrency lab: three runs measured in the browser, drawn on one axis', { timeout: 120_000 }, async () => {
+test('Concurrency lab: four runs measured in the browser, drawn on one axis', { timeout: 120_000 }, async () => {
   const n = 12;
   const delay = 150;
   await page.locator('#lab-n').fill(String(n));
@@ -212,8 +212,9 @@ test('Concurrency lab: three runs measured in the browser, drawn on one axis', {
   const atOnce = await run('run-at-once');
   const sequential = await run('run-sequential');
   const parallel = await run('run-parallel');
+  const socket = await run('run-socket');
   const estimate = `N × latency = ${n} × ${delay} ms = ${(n * delay).toLocaleString('en-US')} ms.`;
-  for (const r of [atOnce, sequential, parallel]) assert.ok(r.summary.includes(estimate), r.summary);
+  for (const r of [atOnce, sequential, parallel, socket]) assert.ok(r.summary.includes(estimate), r.summary);
 
   // 1. All at once: the browser keeps six on the wire, so twelve take two waves.
   assert.equal(atOnce.bars, n);
@@ -233,14 +234,28 @@ test('Concurrency lab: three runs measured in the browser, drawn on one axis', {
   assert.match(parallel.summary, new RegExp(`${n} queries ran on the server at once`));
   assert.ok(parallel.total >= delay && parallel.total < 2 * delay + 500, `measured ${parallel.total} ms`);
 
+  // 4. One WebSocket: all N in flight at once on one connection, no bar waits.
+  assert.equal(socket.bars, n);
+  assert.equal(await socket.count('busy'), n);
+  assert.equal(await socket.count('wait'), 0);
+  assert.match(socket.summary, new RegExp(`All ${n} went out on one connection .*; at most ${n} were in flight on it at once\\.`));
+  assert.ok(socket.total >= delay && socket.total < 2 * delay + 500, `measured ${socket.total} ms`);
+  assert.ok(socket.total < atOnce.total, `one socket ${socket.total} < six connections ${atOnce.total}`);
+  // Every bar starts near 0 and they all overlap: the latest start is before the earliest end.
+  const spans = await page.locator('#run-socket svg rect.seg-busy').evaluateAll((rs) =>
+    rs.map((r) => [Number(r.getAttribute('x')), Number(r.getAttribute('x')) + Number(r.getAttribute('width'))]));
+  assert.ok(Math.max(...spans.map((s) => s[0])) < Math.min(...spans.map((s) => s[1])), JSON.stringify(spans));
+
   assert.ok(parallel.total < atOnce.total && atOnce.total < sequential.total,
     `fan-out ${parallel.total} < all at once ${atOnce.total} < one after another ${sequential.total}`);
   // One axis for all three, so the lengths compare.
   assert.deepEqual(atOnce.ticks, sequential.ticks);
   assert.deepEqual(parallel.ticks, sequential.ticks);
+  assert.deepEqual(socket.ticks, sequential.ticks);
   assert.equal(await text('#lab-status'),
     `Done. All at once: ${ms(atOnce.total)}; one after another: ${ms(sequential.total)}; ` +
-    `fan-out on the server: ${ms(parallel.total)}. N × latency = ${ms(n * delay)}.`);
+    `fan-out on the server: ${ms(parallel.total)}; over one WebSocket: ${ms(socket.total)}. ` +
+    `N × latency = ${ms(n * delay)}.`);
   await shoot('05-lab', page.locator('#lab'));
 });
 
@@ -514,7 +529,7 @@ test('accessible: labelled controls, named buttons, readable contrast, skip link
   assert.deepEqual(unnamed, [], 'every button has a name');
   const charts = await page.evaluate(() => [...document.querySelectorAll('svg.timeline')]
     .map((svg) => document.getElementById(svg.getAttribute('aria-labelledby'))?.textContent.trim() ?? ''));
-  assert.ok(charts.length === 4 && charts.every((c) => c.length > 0), 'every chart is described in words');
+  assert.ok(charts.length === 5 && charts.every((c) => c.length > 0), 'every chart is described in words');
 
   // WCAG AA: 4.5:1 for the text of every visible element, in the light and the dark scheme.
   for (const colorScheme of ['light', 'dark']) {

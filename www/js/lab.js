@@ -1,11 +1,12 @@
-// The Concurrency lab: N queries of the same latency, sent three ways.
+// The Concurrency lab: N queries of the same latency, sent four ways.
 //
 //   1. all at once from the browser   N fetches started together
 //   2. one after another              each fetch started when the previous one answered
 //   3. fan-out on the server          one /api/db/parallel request; the server runs the N
+//   4. over one WebSocket             N messages on one connection (js/socket.js)
 //
 // Every bar is measured here with performance.now(), except the query bars of run 3,
-// which the server times and reports (elapsed_ms of each query). All three charts
+// which the server times and reports (elapsed_ms of each query). All four charts
 // share one time axis, so their lengths compare.
 //
 // The browser opens at most six connections to the server, and the lab measures
@@ -16,6 +17,7 @@ import { call, wireTiming } from './http.js';
 import { el, formatMs, hideProblem, networkProblem, problemOf, setText, showProblem, whileBusy } from './dom.js';
 import { pauseFeed } from './live.js';
 import { clearTimeline, drawTimeline } from './timeline.js';
+import { overOneSocket } from './socket.js';
 
 /** /api/db/parallel takes at most this many queries per request. */
 const MAX_QUERIES_PER_REQUEST = 100;
@@ -24,6 +26,7 @@ const RUNS = [
   { id: 'run-at-once', name: 'all at once', measure: allAtOnce },
   { id: 'run-sequential', name: 'one after another', measure: oneAfterAnother },
   { id: 'run-parallel', name: 'fan-out on the server', measure: serverFanOut },
+  { id: 'run-socket', name: 'over one WebSocket', measure: overOneSocket },
 ];
 
 export function setupLab() {
@@ -51,7 +54,7 @@ export function setupLab() {
     controller = new AbortController();
     stopButton.disabled = false;
     progress.hidden = false;
-    progress.max = 2 * n + Math.ceil(n / MAX_QUERIES_PER_REQUEST);
+    progress.max = 3 * n + Math.ceil(n / MAX_QUERIES_PER_REQUEST);
     progress.value = 0;
     const tick = () => { progress.value += 1; };
 
@@ -63,7 +66,7 @@ export function setupLab() {
     const done = [];
     try {
       for (const [index, run] of RUNS.entries()) {
-        setText('lab-status', `Run ${index + 1} of 3 (${run.name}): ${n} queries…`);
+        setText('lab-status', `Run ${index + 1} of ${RUNS.length} (${run.name}): ${n} queries…`);
         setText(`${run.id}-summary`, 'Running…');
         performance.clearResourceTimings();
         const result = await run.measure(n, delay, controller.signal, tick);
@@ -217,7 +220,10 @@ function drawRun(run, result, n, delay, maxMs) {
     el('span', { class: 'run-estimate' }, `N × latency = ${n} × ${formatMs(delay)} = ${formatMs(n * delay)}.`),
     ' ',
   ];
-  if (run.id === 'run-parallel') {
+  if (run.id === 'run-socket') {
+    parts.push(`All ${n} went out on one connection (opened in ${formatMs(result.handshakeMs)} before the run); ` +
+      `at most ${result.peak} were in flight on it at once.`);
+  } else if (run.id === 'run-parallel') {
     parts.push(`${n} queries ran on the server at once; by its own clock they took ${formatMs(result.serverMs)}` +
       (result.requests > 1 ? ` (in ${result.requests} requests of at most ${MAX_QUERIES_PER_REQUEST}).` : '.'));
   } else if (result.peak === null) {
