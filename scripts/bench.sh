@@ -7,7 +7,8 @@
 # usage: scripts/bench.sh [--quick] [--duration S] [--warmup S] [--threads N]
 #                         [--rounds N] [--only a,b,...] [--no-build] [--no-pin]
 #   --quick      smoke run: 2 s per scenario, 1 s warm-up, one reference round
-#   --only       healthz,static,static-8m,db-c100,db-c1000,db-c10000,parallel,external,idle-10k,reference
+#   --only       healthz,static,static-8m,db-c100,db-c1000,db-c10000,parallel,external,ws-echo,
+#                idle-10k,ws-idle-10k,reference
 #
 # A benchmark needs the machine to itself: where others build and test on it, run it
 # under their lock, e.g. `flock /tmp/coroute-build.lock scripts/bench.sh`.
@@ -19,14 +20,14 @@ args=()
 for a in "$@"; do
   case "$a" in
     --no-build) build=0 ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) args+=("$a") ;;
   esac
 done
 
 "$root/scripts/setup.sh" --bench
 if ((build)); then
-  "$root/scripts/build.sh" --release --target coroute-server >/dev/null
+  "$root/scripts/build.sh" --release --target coroute-server --target coroute-ws-load >/dev/null
 fi
 
 # 10,000 connections need as many descriptors, in wrk and in the server.

@@ -219,6 +219,17 @@ private:
             auto [ec] = co_await s_.stop_notice_->async_wait(nothrow_awaitable);
             (void)ec;
         }
+        void on_stopping(std::function<void()> f) override
+        {
+            if (stopping())
+                return asio::post(s_.executor(), std::move(f));
+            // The notice is cancelled at shutdown, and destroyed when the upgrade ends:
+            // only the first calls `f`.
+            s_.stop_notice_->async_wait([self = s_.shared_from_this(), f = std::move(f)](boost::system::error_code) {
+                if (self->stop_notice_ && self->stopping_)
+                    f();
+            });
+        }
 
     private:
         session& s_;

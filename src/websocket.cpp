@@ -10,7 +10,6 @@
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -132,22 +131,21 @@ std::string what_of(std::exception_ptr e)
     }
 }
 
-/// One open socket. The handler's coroutine reads; a writer coroutine of the socket's
-/// own drains the send queue; a third waits for the server's shutdown. All three and
-/// the spawned tasks run on the connection's executor, so nothing here is locked.
+/// One open socket. The handler's coroutine reads; the writer, a chain of completion
+/// handlers, drains the send queue; the server's shutdown begins a close. All of it
+/// and the spawned tasks run on the connection's executor, so nothing here is locked.
 template <class Next>
 class ws_socket final : public websocket, public std::enable_shared_from_this<ws_socket<Next>>
 {
 public:
     ws_socket(Next& next, upgraded& conn, coroute::request& req, std::shared_ptr<const ws_route> route)
         : conn_(conn), req_(req), route_(std::move(route)), opts_(route_->opts), ws_(next, conn.buffer()),
-          wake_(next.get_executor()), guard_(next.get_executor()), tasks_idle_(next.get_executor())
+          guard_(next.get_executor()), joined_(next.get_executor())
     {
     }
 
     asio::awaitable<void> run(response& head)
     {
-        using namespace asio::experimental::awaitable_operators;
         configure(head);
         auto [ec] = co_await ws_.async_accept(req_.message(), nothrow_awaitable);
         if (ec)
@@ -155,9 +153,18 @@ public:
             debug("handshake failed: " + ec.message());
             co_return;
         }
-        // The handler and the writer run to their ends; the shutdown watch only begins a
-        // close, and is cancelled once they are done.
-        co_await ((serve() && write_loop()) || watch_stop());
+        conn_.on_stopping([w = this->weak_from_this()] {
+            if (auto self = w.lock())
+                self->close(close_code::going_away, "server shutting down");
+        });
+        co_await serve();
+        // The writer's last act is the close handshake (or it found the stream broken).
+        while (!writer_finished())
+        {
+            joined_.expires_at(asio::steady_timer::time_point::max());
+            auto [jec] = co_await joined_.async_wait(nothrow_awaitable);
+            (void)jec;
+        }
     }
 
     asio::awaitable<boost::system::result<ws_message>> read() override
@@ -173,7 +180,7 @@ public:
                 peer_code_ = ws_.reason().code;
             else
                 debug("closed: " + ec.message());
-            wake_.cancel();
+            pump();
             co_return ec;
         }
         ws_message m{beast::buffers_to_string(rbuf_.data()), ws_.got_text()};
@@ -204,7 +211,7 @@ public:
             reason.resize(ws::reason_string::static_capacity);
         close_reason_ = ws::close_reason{code};
         close_reason_.reason = ws::reason_string{reason};
-        wake_.cancel();
+        pump();
     }
 
     std::uint64_t spawn(asio::awaitable<void> task) override
@@ -283,7 +290,7 @@ private:
         }
         queued_bytes_ += data.size();
         queue_.push_back({k, std::move(data)});
-        wake_.cancel();
+        pump();
         return true;
     }
 
@@ -292,8 +299,7 @@ private:
     void overflow()
     {
         debug("send queue full, closing with 1008");
-        queue_.clear();
-        queued_bytes_ = 0;
+        drop_queue();
         close(close_code::policy_violation, "send queue full");
         hurry_ = true;
         arm_guard(opts_.handshake_timeout);
@@ -322,84 +328,97 @@ private:
             sig->emit(asio::cancellation_type::terminal);
         while (!tasks_.empty())
         {
-            tasks_idle_.expires_at(asio::steady_timer::time_point::max());
-            auto [ec] = co_await tasks_idle_.async_wait(nothrow_awaitable);
+            joined_.expires_at(asio::steady_timer::time_point::max());
+            auto [ec] = co_await joined_.async_wait(nothrow_awaitable);
             (void)ec;
         }
         finished_ = true;
-        wake_.cancel();
     }
 
     void task_ended(std::uint64_t id)
     {
         tasks_.erase(id);
         if (tasks_.empty())
-            tasks_idle_.cancel();
+            joined_.cancel();
     }
 
-    // Messages in order, then the close frame; Beast's timer bounds the closing
-    // handshake and its idle pings, the guard bounds each message.
-    asio::awaitable<void> write_loop()
+    // The writer: messages in order, then the close frame. A chain of completion
+    // handlers rather than a coroutine, so an idle socket keeps no writer frame. Beast's
+    // timer bounds the closing handshake and its idle pings, the guard each message.
+    void pump()
     {
-        for (;;)
+        if (writing_)
+            return;
+        if (read_ended_ || broken_)
         {
-            if (read_ended_)
-                break; // the stream is closed or failed: nothing more can be written
-            if (!queue_.empty())
-            {
-                auto item = std::move(queue_.front());
-                queue_.pop_front();
-                queued_bytes_ -= item.data.size();
-                if (!hurry_)
-                    arm_guard(opts_.write_timeout);
-                boost::system::error_code ec;
-                if (item.k == kind::ping)
-                {
-                    auto [e] = co_await ws_.async_ping(ws::ping_data{item.data}, nothrow_awaitable);
-                    ec = e;
-                }
-                else
-                {
-                    ws_.text(item.k == kind::text);
-                    auto [e, n] = co_await ws_.async_write(asio::buffer(item.data), nothrow_awaitable);
-                    ec = e;
-                }
-                if (!hurry_)
-                    guard_.cancel();
-                if (ec)
-                {
-                    closing_ = true;
-                    break;
-                }
-                continue;
-            }
-            if (close_pending_)
-            {
-                auto [ec] = co_await ws_.async_close(close_reason_, nothrow_awaitable);
-                (void)ec;
-                break;
-            }
-            if (finished_)
-                break;
-            wake_.expires_at(asio::steady_timer::time_point::max());
-            auto [ec] = co_await wake_.async_wait(nothrow_awaitable);
-            (void)ec;
+            drop_queue(); // the stream is closed or failed: nothing more can be written
+            joined_.cancel();
+            return;
         }
-        guard_.cancel();
-        queue_.clear();
-        queued_bytes_ = 0;
+        if (!queue_.empty())
+        {
+            writing_ = true;
+            auto& item = queue_.front();
+            if (!hurry_)
+                arm_guard(opts_.write_timeout);
+            auto self = this->shared_from_this();
+            if (item.k == kind::ping)
+                ws_.async_ping(ws::ping_data{item.data}, [self](boost::system::error_code ec) { self->written(ec); });
+            else
+            {
+                ws_.text(item.k == kind::text);
+                ws_.async_write(asio::buffer(item.data),
+                                [self](boost::system::error_code ec, std::size_t) { self->written(ec); });
+            }
+            return;
+        }
+        if (close_pending_ && !close_sent_)
+        {
+            writing_ = close_sent_ = true;
+            ws_.async_close(close_reason_, [self = this->shared_from_this()](boost::system::error_code) {
+                self->writing_ = false;
+                self->close_done_ = true;
+                self->guard_.cancel();
+                self->joined_.cancel();
+            });
+            return;
+        }
+        joined_.cancel();
     }
 
-    asio::awaitable<void> watch_stop()
+    void written(boost::system::error_code ec)
     {
-        co_await conn_.until_stopping();
-        auto cs = co_await asio::this_coro::cancellation_state;
-        if (cs.cancelled() != asio::cancellation_type::none)
-            co_return; // the socket ended first
-        close(close_code::going_away, "server shutting down");
-        asio::steady_timer forever{get_executor(), asio::steady_timer::time_point::max()};
-        auto [ec] = co_await forever.async_wait(nothrow_awaitable);
-        (void)ec;
+        writing_ = false;
+        if (!hurry_)
+            guard_.cancel();
+        if (!queue_.empty()) // not when the queue was dropped during the write
+        {
+            queued_bytes_ -= queue_.front().data.size();
+            queue_.pop_front();
+        }
+        if (ec)
+            broken_ = closing_ = true;
+        pump();
+    }
+
+    bool writer_finished() const
+    {
+        return !writing_ && (read_ended_ || broken_ || close_done_);
+    }
+
+    // Everything not yet written goes; a message being written stays until it is.
+    void drop_queue()
+    {
+        if (writing_ && !close_sent_ && !queue_.empty())
+        {
+            queue_.erase(std::next(queue_.begin()), queue_.end());
+            queued_bytes_ = queue_.front().data.size();
+        }
+        else
+        {
+            queue_.clear();
+            queued_bytes_ = 0;
+        }
     }
 
     // Past the guard the TCP connection is closed under the stream: every pending
@@ -439,15 +458,15 @@ private:
     beast::flat_buffer rbuf_;
     std::deque<outgoing> queue_;
     std::size_t queued_bytes_ = 0;
-    asio::steady_timer wake_;  // the writer's wait for work
-    asio::steady_timer guard_; // the write in progress
-    asio::steady_timer tasks_idle_;
+    asio::steady_timer guard_;  // the write in progress
+    asio::steady_timer joined_; // the end of the handler's tasks, and of the writer
     std::map<std::uint64_t, std::unique_ptr<asio::cancellation_signal>> tasks_;
     std::uint64_t next_task_ = 0;
     ws::close_reason close_reason_;
     boost::system::error_code read_error_;
     std::uint16_t peer_code_ = 0;
-    bool closing_ = false, close_pending_ = false, read_ended_ = false;
+    bool closing_ = false, close_pending_ = false, close_sent_ = false, close_done_ = false;
+    bool read_ended_ = false, broken_ = false, writing_ = false;
     bool handler_done_ = false, finished_ = false, hurry_ = false;
 };
 

@@ -9,6 +9,7 @@
 #include <boost/system/error_code.hpp>
 
 #include <cstddef>
+#include <functional>
 #include <string_view>
 
 namespace coroute {
@@ -61,6 +62,11 @@ public:
     /// Completes when the server begins to shut down (or at once if it has): close
     /// politely then, within the shutdown grace, after which the socket is closed.
     virtual asio::awaitable<void> until_stopping() = 0;
+
+    /// Calls `f` on the connection's executor when the server begins to shut down (soon,
+    /// if it has): the same moment as `until_stopping`, for code that keeps no
+    /// coroutine waiting. Not called when the upgrade ends first.
+    virtual void on_stopping(std::function<void()> f) = 0;
 };
 
 } // namespace coroute

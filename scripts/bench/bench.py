@@ -45,6 +45,7 @@ SCENARIOS = [
 IDLE_CONNECTIONS = 10000
 LARGE_FILE_BYTES = 8 * 1024 * 1024
 LARGE_FILE_CONNECTIONS = 16
+WS_CONNECTIONS = 64
 
 
 class _Skip(Exception):
@@ -404,17 +405,22 @@ def run_external(args, conns):
     return rows
 
 
-def run_idle(args):
+def run_idle(args, name="idle-10k", path="/healthz", websocket=False):
     """A fresh server (so freed memory of earlier scenarios does not hide the cost), one
-    request to settle lazy start-up allocations, then 10,000 idle keep-alive connections."""
+    request to settle lazy start-up allocations, then 10,000 idle keep-alive connections
+    (or, with `websocket`, 10,000 open and idle WebSockets)."""
     srv = CorouteServer(args.server, args.threads)
     try:
         http_get(srv.url("/healthz"))
+        if websocket:
+            # One socket first, for the lazy allocations of the first upgrade.
+            subprocess.run([sys.executable, os.path.join(HERE, "idle_clients.py"), "127.0.0.1", str(srv.port),
+                            "1", path, "websocket"], input="", capture_output=True, text=True, timeout=60)
         time.sleep(0.3)
         before = srv.rss_kib()
-        client = subprocess.Popen([sys.executable, os.path.join(HERE, "idle_clients.py"), "127.0.0.1",
-                                   str(srv.port), str(IDLE_CONNECTIONS), "/healthz"],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        cmd = [sys.executable, os.path.join(HERE, "idle_clients.py"), "127.0.0.1", str(srv.port),
+               str(IDLE_CONNECTIONS), path] + (["websocket"] if websocket else [])
+        client = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                   preexec_fn=raise_nofile)
         try:
             line = client.stdout.readline().split()
@@ -427,10 +433,48 @@ def run_idle(args):
             client.stdin.close()
             client.wait(timeout=30)
         per = (after - before) / opened if opened else None
-        return {"name": "idle-10k", "status": "ok" if opened else "failed", "connections": IDLE_CONNECTIONS,
+        return {"name": name, "status": "ok" if opened else "failed", "connections": IDLE_CONNECTIONS,
                 "opened": opened, "failed": failed, "server_established": established,
                 "rss_before_kib": before, "rss_after_kib": after,
                 "kib_per_connection": round(per, 2) if per is not None else None}
+    finally:
+        srv.stop()
+
+
+def ws_load_binary(args):
+    return os.path.join(os.path.dirname(os.path.dirname(args.server)), "tests", "coroute-ws-load")
+
+
+def run_ws_echo(args):
+    """Echo round trips over 64 WebSockets to /ws: each socket sends
+    {"op":"echo",...} and waits for it to come back, again and again (coroute-ws-load,
+    one thread, like wrk -t1)."""
+    tool = ws_load_binary(args)
+    row = {"name": "ws-echo", "path": "/ws", "connections": WS_CONNECTIONS}
+    if not os.access(tool, os.X_OK):
+        return dict(row, status="skipped", reason=f"no {tool} (scripts/bench.sh builds it)")
+    srv = CorouteServer(args.server, args.threads)
+    try:
+        cmd = [tool, "--port", str(srv.port), "--connections", str(WS_CONNECTIONS),
+               "--warmup", str(args.warmup), "--duration", str(args.duration)]
+        cpu0 = None
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=raise_nofile)
+        # Server CPU over the measured part only: from the end of the warm-up.
+        time.sleep(args.warmup)
+        cpu0 = srv.cpu_seconds()
+        out, err = p.communicate(timeout=args.warmup + args.duration + 60)
+        cpu = srv.cpu_seconds() - cpu0
+        try:
+            r = json.loads(out.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            return dict(row, status="failed", reason=(err or out).strip()[:200])
+        row.update({"status": "ok", "rps": r["rate"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"],
+                    "requests": r["round_trips"], "errors": {"ws": r["errors"]}, "errors_total": r["errors"],
+                    "server_cpu_s": round(cpu, 2),
+                    "server_cpu_us_per_request": round(cpu * 1e6 / max(1, r["round_trips"]), 1)})
+        log(f"  {row['rps']:.0f} round trips/s, p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms, "
+            f"{row['errors_total']} errors")
+        return row
     finally:
         srv.stop()
 
@@ -636,15 +680,22 @@ def markdown(res):
         cpu = f"{r['server_cpu_us_per_request']:.1f}" if "server_cpu_us_per_request" in r else ""
         lines.append(f"| {r['name']} | {r['connections']} | {fmt_int(r['rps'])} | {r['p50_ms']:.2f} | "
                      f"{r['p99_ms']:.2f} | {err} | {share} | {cpu} |")
-    idle = res.get("idle")
-    if idle:
+    for idle in (res.get("idle"), res.get("ws_idle")):
+        if not idle:
+            continue
         if idle.get("kib_per_connection") is not None:
-            lines.append(f"| idle-10k | {idle['opened']:,} idle | RSS {idle['rss_before_kib']:,} → "
+            lines.append(f"| {idle['name']} | {idle['opened']:,} idle | RSS {idle['rss_before_kib']:,} → "
                          f"{idle['rss_after_kib']:,} KiB | | | {idle['failed']} | "
                          f"**{idle['kib_per_connection']:.2f} KiB / conn** | |")
         else:
-            lines.append(f"| idle-10k | {IDLE_CONNECTIONS} | failed | | | | | |")
+            lines.append(f"| {idle['name']} | {IDLE_CONNECTIONS} | failed | | | | | |")
     lines.append("")
+    echo = next((r for r in res["scenarios"] if r["name"] == "ws-echo" and r["status"] == "ok"), None)
+    if echo:
+        lines.append(f"ws-echo: {WS_CONNECTIONS} WebSockets to /ws, each sending `{{\"op\":\"echo\",...}}` and "
+                     f"waiting for it to come back (coroute-ws-load, one thread): req/s is round trips per second, "
+                     f"p50 and p99 their latency.")
+        lines.append("")
     big = {r["name"]: r for r in res["scenarios"] if r["name"].startswith("static-8m") and r["status"] == "ok"}
     if "static-8m" in big:
         line = (f"static-8m: an 8 MiB file, {LARGE_FILE_CONNECTIONS} connections: coroute streams it from disk at "
@@ -786,7 +837,7 @@ def main():
            "config": {"threads": args.threads, "duration": args.duration, "warmup": args.warmup,
                       "wrk_threads": args.wrk_threads, "rounds": args.rounds,
                       "note": f"wrk and the server share the {machine['cores']} cores over loopback"},
-           "scenarios": [], "reference": [], "idle": None, "server": {}}
+           "scenarios": [], "reference": [], "idle": None, "ws_idle": None, "server": {}}
 
     main_scenarios = [sc for sc in SCENARIOS if sc[0] != "external" and wanted(sc[0])]
     srv = CorouteServer(args.server, args.threads) if main_scenarios else None
@@ -824,10 +875,17 @@ def main():
     if wanted("static-8m"):
         log(f"static-8m: GET an 8 MiB file, {LARGE_FILE_CONNECTIONS} connections, coroute and nginx")
         res["scenarios"].extend(run_large_static(args))
+    if wanted("ws-echo"):
+        log(f"ws-echo: echo round trips over {WS_CONNECTIONS} WebSockets to /ws")
+        res["scenarios"].append(run_ws_echo(args))
     if wanted("idle-10k"):
         log(f"idle-10k: {IDLE_CONNECTIONS} idle keep-alive connections on a fresh server")
         res["idle"] = run_idle(args)
         log(f"  {res['idle'].get('kib_per_connection')} KiB per connection")
+    if wanted("ws-idle-10k"):
+        log(f"ws-idle-10k: {IDLE_CONNECTIONS} open, idle WebSockets on a fresh server")
+        res["ws_idle"] = run_idle(args, "ws-idle-10k", "/ws", websocket=True)
+        log(f"  {res['ws_idle'].get('kib_per_connection')} KiB per socket")
     if wanted("reference"):
         res["reference"] = run_reference(args, machine["cores"])
 

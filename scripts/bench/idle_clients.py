@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Holds N idle keep-alive connections open to an HTTP server, for the idle-10k scenario.
 
-usage: idle_clients.py HOST PORT N [PATH]
+usage: idle_clients.py HOST PORT N [PATH [websocket]]
 
 Opens N connections, sends one keep-alive `GET PATH` on each and reads its whole
 response, so every connection is in the state a browser leaves it in: served once,
-kept alive, idle. Then prints `READY <open> <failed>` and holds them until stdin
+kept alive, idle. With `websocket`, the request is a WebSocket handshake and each
+connection is left an open, idle socket after its `101`. Then prints `READY <open> <failed>` and holds them until stdin
 closes (or 60 s pass), and closes them. Python 3 standard library only; everything
 is bounded in time.
 """
@@ -20,12 +21,17 @@ import time
 def main():
     host, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     path = sys.argv[4] if len(sys.argv) > 4 else "/healthz"
+    websocket = len(sys.argv) > 5 and sys.argv[5] == "websocket"
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = min(hard, count + 64) if hard != resource.RLIM_INFINITY else count + 64
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
     request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+    if websocket:
+        request = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                   "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   "Sec-WebSocket-Version: 13\r\n\r\n").encode()
     deadline = time.monotonic() + 45
     sel = selectors.DefaultSelector()
     pending = {}  # socket -> bytes received so far
@@ -64,6 +70,12 @@ def main():
             head_end = buf.find(b"\r\n\r\n")
             if head_end < 0:
                 pending[s] = buf
+                continue
+            if websocket and not buf.startswith(b"HTTP/1.1 101 "):
+                sel.unregister(s)
+                del pending[s]
+                s.close()
+                failed += 1
                 continue
             length = 0
             for line in buf[:head_end].split(b"\r\n")[1:]:

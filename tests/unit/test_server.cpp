@@ -2,6 +2,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "server_fixture.hpp"
+
 #include <coroute/problem.hpp>
 #include <coroute/streaming.hpp>
 #include <coroute/tls.hpp>
@@ -34,73 +36,7 @@
 using namespace coroute;
 using namespace std::chrono_literals;
 using tcp = asio::ip::tcp;
-
-namespace {
-
-std::atomic<bool> handler_cancelled{false};
-
-asio::awaitable<response> hello(request& req)
-{
-    co_return make_response(http::status::ok, "text/plain", "hello " + std::string{req.param("name").value_or("?")});
-}
-
-// Waits far longer than the request deadline; records that the deadline cancelled it.
-asio::awaitable<response> slow(request&)
-{
-    asio::steady_timer t{co_await asio::this_coro::executor, 10s};
-    auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
-    handler_cancelled = ec == asio::error::operation_aborted;
-    co_return make_response(http::status::ok, "text/plain", "late");
-}
-
-// A plain blocking client on its own io_context.
-http::response<http::string_body> blocking_get(unsigned short port, std::string target)
-{
-    asio::io_context client;
-    tcp::socket s{client};
-    s.connect({asio::ip::make_address("127.0.0.1"), port});
-    http::request<http::empty_body> req{http::verb::get, target, 11};
-    req.set(http::field::host, "localhost");
-    http::write(s, req);
-    beast::flat_buffer buf;
-    http::response<http::string_body> res;
-    http::read(s, buf, res);
-    return res;
-}
-
-// An existing Asio program: its own io_context and threads, with coroute added to it.
-struct embedded
-{
-    explicit embedded(server_options opts = {}, const std::function<void(router&)>& extra = {})
-    {
-        opts.log = std::make_shared<logger>(log_level::off, false);
-        routes->get("/hello/{name}", &hello);
-        routes->get("/slow", &slow);
-        if (extra)
-            extra(*routes);
-        srv = std::make_unique<server>(ioc.get_executor(), routes, opts);
-        add_health_routes(*routes, *srv);
-        port = srv->listen({asio::ip::make_address("127.0.0.1"), 0}).port();
-        srv->start();
-        thread = std::thread([this] { ioc.run(); });
-    }
-
-    ~embedded()
-    {
-        asio::co_spawn(ioc, srv->shutdown(1s), [this](std::exception_ptr) { ioc.stop(); });
-        thread.join();
-    }
-
-    http::response<http::string_body> get(std::string target) { return blocking_get(port, std::move(target)); }
-
-    asio::io_context ioc;
-    std::shared_ptr<router> routes = std::make_shared<router>();
-    std::unique_ptr<server> srv;
-    unsigned short port = 0;
-    std::thread thread;
-};
-
-} // namespace
+using namespace coroute::test;
 
 TEST_CASE("server: an Asio program embeds routes and a listener on its own io_context", "[server][embed]")
 {
