@@ -21,6 +21,7 @@
 #include <boost/system/system_error.hpp>
 
 #include <deque>
+#include <functional>
 #include <map>
 
 namespace coroute::detail {
@@ -45,6 +46,15 @@ public:
     executor_type get_executor() noexcept { return next_.get_executor(); }
     Next& next_layer() noexcept { return next_; }
     const Next& next_layer() const noexcept { return next_; }
+
+    /// Called as the closing handshake's teardown begins (TLS close_notify, then
+    /// waiting for the peer's end of TCP), which Beast bounds by no timer of its own.
+    void on_teardown(std::function<void()> f) { on_teardown_ = std::move(f); }
+    void tearing_down()
+    {
+        if (on_teardown_)
+            on_teardown_();
+    }
 
     template <class MutableBuffers, class Token>
     auto async_read_some(const MutableBuffers& buffers, Token&& token)
@@ -72,6 +82,7 @@ public:
 private:
     Next& next_;
     beast::flat_buffer& pre_;
+    std::function<void()> on_teardown_;
 };
 
 // Closing the WebSocket tears down the stream underneath: TLS close_notify, then TCP.
@@ -86,6 +97,7 @@ void teardown(beast::role_type role, prefixed_stream<Next>& s, boost::system::er
 template <class Next, class Handler>
 void async_teardown(beast::role_type role, prefixed_stream<Next>& s, Handler&& handler)
 {
+    s.tearing_down();
     using beast::async_teardown;
     using ws::async_teardown;
     async_teardown(role, s.next_layer(), std::forward<Handler>(handler));
@@ -142,6 +154,9 @@ public:
         : conn_(conn), req_(req), route_(std::move(route)), opts_(route_->opts), ws_(next, conn.buffer()),
           guard_(next.get_executor()), joined_(next.get_executor())
     {
+        // However the close began (here, by the peer, by a protocol error), the peer has
+        // the handshake timeout to end its side of the connection.
+        ws_.next_layer().on_teardown([this] { hurry(); });
     }
 
     asio::awaitable<void> run(response& head)
@@ -211,6 +226,7 @@ public:
             reason.resize(ws::reason_string::static_capacity);
         close_reason_ = ws::close_reason{code};
         close_reason_.reason = ws::reason_string{reason};
+        hurry(); // what is queued, the close frame and the peer's answer, within the handshake timeout
         pump();
     }
 
@@ -277,6 +293,16 @@ private:
             }
         }));
         ws_.read_message_max(opts_.max_message_bytes);
+        // Beast 1.81 takes any close code from 3000 up and would echo one RFC 6455 does
+        // not define (5000 and above); such a close fails the connection instead.
+        ws_.control_callback([this](ws::frame_type kind, beast::string_view) {
+            if (kind == ws::frame_type::close && ws_.reason().code > 4999)
+            {
+                debug("close code " + std::to_string(ws_.reason().code) + " is not defined, dropping");
+                boost::system::error_code ignored;
+                beast::get_lowest_layer(ws_).close(ignored);
+            }
+        });
     }
 
     bool enqueue(kind k, std::string data)
@@ -295,12 +321,19 @@ private:
     }
 
     // The peer reads too slowly: what waits is dropped and the socket closes with 1008.
-    // A write stuck on that peer gets the handshake timeout, not the write timeout.
+    // A write stuck on that peer gets the handshake timeout (see `close`), not the write timeout.
     void overflow()
     {
         debug("send queue full, closing with 1008");
         drop_queue();
         close(close_code::policy_violation, "send queue full");
+    }
+
+    // From here on the connection ends within the handshake timeout, whatever waits.
+    void hurry()
+    {
+        if (hurry_)
+            return;
         hurry_ = true;
         arm_guard(opts_.handshake_timeout);
     }
@@ -530,6 +563,7 @@ response handshake_answer(std::shared_ptr<const ws_route> route, request& req)
         auto res = problem(http::status::upgrade_required,
                            "this route speaks WebSocket only; send a WebSocket handshake (Upgrade: websocket)");
         res.set(http::field::upgrade, "websocket");
+        res.set(http::field::connection, "upgrade"); // RFC 9110 §7.8: Upgrade is a connection option
         return res;
     }
     if (req.method() != http::verb::get)
@@ -545,6 +579,8 @@ response handshake_answer(std::shared_ptr<const ws_route> route, request& req)
     {
         auto res = problem(http::status::upgrade_required, "only WebSocket version 13 is spoken here");
         res.set(http::field::sec_websocket_version, "13");
+        res.set(http::field::upgrade, "websocket");
+        res.set(http::field::connection, "upgrade");
         return res;
     }
     if (!valid_key(req.header(http::field::sec_websocket_key)))
