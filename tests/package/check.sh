@@ -7,6 +7,8 @@ sanitize=${2:-OFF}
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# Paths under the temporary directory are hashed relative to it, so ccache hits across runs.
+export CCACHE_BASEDIR=$work
 cmake --install "$build_dir" --prefix "$work/prefix" >/dev/null
 flags=()
 # A sanitized library needs a sanitized program around it.
