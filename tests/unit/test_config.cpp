@@ -59,6 +59,18 @@ TEST_CASE("config: bad values and unknown flags are errors that name them", "[co
     CHECK_FALSE(parse({"--tls-cert", "a.pem"}).error.empty());
 }
 
+TEST_CASE("config: an upstream must be an http or https URL with a host", "[config]")
+{
+    CHECK(parse({"--upstream", "https://api.example.com/todos/1"}).error.empty());
+    CHECK(parse({"--upstream", "http://127.0.0.1:8081/x"}).error.empty());
+    CHECK(parse({"--upstream", "https://"}).error.find("has no host") != std::string::npos);
+    CHECK(parse({}, {{"COROUTE_UPSTREAM", "http://"}}).error.find("has no host") != std::string::npos);
+    CHECK(parse({"--upstream", "ftp://x/"}).error.find("http:// or https://") != std::string::npos);
+    CHECK(parse({"--upstream", "https://x:0/"}).error.find("port") != std::string::npos);
+    CHECK(parse({"--upstream-cert-out", "c.pem"}).error.empty());
+    CHECK_FALSE(parse({"--upstream", "https://x/", "--upstream-cert-out", "c.pem"}).error.empty());
+}
+
 TEST_CASE("config: --help lists every flag with its default", "[config]")
 {
     auto text = help_text();
