@@ -2,6 +2,7 @@
 
 #include "app/db_routes.hpp"
 #include "app/external_routes.hpp"
+#include "app/report_routes.hpp"
 #include "app/upstream.hpp"
 
 #include <coroute/http_client.hpp>
@@ -103,6 +104,7 @@ void demo_app::install(router& r)
     add_db_routes(r, impl_->db, impl_->events);
     r.get("/api/events", impl_->events->handler());
     add_external_routes(r, impl_->client, impl_->upstream_url, impl_->db);
+    add_report_routes(r, impl_->db, impl_->client, impl_->upstream_url);
     r.fallback(static_files::handler(impl_->site));
 }
 
