@@ -225,6 +225,12 @@ std::string upstream_url_problem(const std::string& url)
     return {};
 }
 
+// What a bad value should have been: the option's own line of --help.
+std::string expected(const option_spec& o)
+{
+    return " (" + std::string{o.metavar} + ": " + std::string{o.help} + ")";
+}
+
 std::string env_name(std::string_view name)
 {
     std::string out = "COROUTE_";
@@ -245,7 +251,7 @@ parse_result parse_args(int argc, const char* const* argv, const std::function<c
         if (const char* v = getenv ? getenv(var.c_str()) : nullptr)
             if (!o.set(r.cfg, v))
             {
-                r.error = "invalid value '" + std::string{v} + "' in " + var;
+                r.error = "invalid value '" + std::string{v} + "' in " + var + expected(o);
                 return r;
             }
     }
@@ -296,7 +302,7 @@ parse_result parse_args(int argc, const char* const* argv, const std::function<c
         }
         if (!spec->set(r.cfg, value))
         {
-            r.error = "invalid value '" + std::string{value} + "' for --" + std::string{arg};
+            r.error = "invalid value '" + std::string{value} + "' for --" + std::string{arg} + expected(*spec);
             return r;
         }
     }
@@ -338,7 +344,9 @@ std::string help_text()
         out += "\n";
     }
     out += "  --help                          this text\n"
-           "  --version                       the version\n";
+           "  --version                       the version\n"
+           "\nExit status: 0 after a stop by SIGINT or SIGTERM, 1 when the server cannot start\n"
+           "(one line on stderr says why), 2 for a bad option.\n";
     return out;
 }
 

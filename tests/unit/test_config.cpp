@@ -52,6 +52,7 @@ TEST_CASE("config: the environment is read and arguments win over it", "[config]
 TEST_CASE("config: bad values and unknown flags are errors that name them", "[config]")
 {
     CHECK(parse({"--port", "70000"}).error.find("--port") != std::string::npos);
+    CHECK(parse({"--port", "70000"}).error == "invalid value '70000' for --port (PORT: port to listen on; 0 takes a free one)");
     CHECK(parse({"--nope"}).error.find("--nope") != std::string::npos);
     CHECK(parse({"--db-fail-rate", "2"}).error.find("--db-fail-rate") != std::string::npos);
     CHECK(parse({"--port"}).error.find("needs a value") != std::string::npos);
