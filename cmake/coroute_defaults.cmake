@@ -18,7 +18,10 @@ function(coroute_pch target)
     if(TARGET coroute AND NOT target STREQUAL "coroute")
       target_precompile_headers(${target} REUSE_FROM coroute)
     else()
-      target_precompile_headers(${target} PRIVATE "$<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/src/pch.hpp>")
+      # Named as <pch.hpp>, not by its absolute path: the generated cmake_pch.hxx then
+      # reads the same in every clone, so ccache can share the header between them.
+      target_precompile_headers(${target} PRIVATE <pch.hpp>)
+      target_include_directories(${target} PRIVATE $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/src>)
     endif()
   endif()
 endfunction()

@@ -15,9 +15,10 @@ for a in "$@"; do
 done
 
 "$root/scripts/setup.sh"
-dir=$("$root/scripts/build.sh" "${build_args[@]}" | tail -n 1)
+dir=$("$root/scripts/build.sh" "${build_args[@]}")
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 cd "$dir"
+echo "test.sh: running every test in ${dir#"$root"/} (ctest -j2, a few minutes)…" >&2
 ctest --output-on-failure --timeout 300 -j2 "${ctest_args[@]}"

@@ -2,6 +2,7 @@
 
 #include "app/db_routes.hpp"
 #include "app/external_routes.hpp"
+#include "app/report_routes.hpp"
 #include "app/upstream.hpp"
 #include "app/ws_routes.hpp"
 
@@ -10,6 +11,10 @@
 
 #include <coroute/events.hpp>
 #include <coroute/static_files.hpp>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 
 namespace coroute::app {
 
@@ -26,6 +31,21 @@ struct demo_app::impl
     std::string upstream_url;
     bool stopped = false;
 };
+
+namespace {
+
+// Written before the listening line, so a script that waits for that line finds the file.
+void write_certificate(const std::string& pem, const std::string& file)
+{
+    std::ofstream out{file, std::ios::binary | std::ios::trunc};
+    if (out)
+        out << pem;
+    if (!out || !out.flush())
+        throw std::runtime_error("cannot write the built-in upstream's certificate to " + file +
+                                 " (--upstream-cert-out): " + std::strerror(errno) + "; give a writable file path");
+}
+
+} // namespace
 
 std::string default_www()
 {
@@ -49,6 +69,8 @@ demo_app::demo_app(asio::any_io_executor ex, const app_options& cfg, std::shared
         impl_->upstream = std::make_unique<builtin_upstream>(impl_->ex, cfg.upstream_latency);
         impl_->upstream_url = impl_->upstream->url();
         copts.tls = impl_->upstream->client_tls(); // trusts that certificate and nothing else
+        if (!cfg.upstream_cert_out.empty())
+            write_certificate(impl_->upstream->certificate_pem(), cfg.upstream_cert_out);
     }
     else
     {
@@ -56,7 +78,15 @@ demo_app::demo_app(asio::any_io_executor ex, const app_options& cfg, std::shared
         if (!cfg.upstream_ca.empty())
             copts.ca_file = cfg.upstream_ca;
     }
-    impl_->client = std::make_shared<http_client>(impl_->ex, copts);
+    try
+    {
+        impl_->client = std::make_shared<http_client>(impl_->ex, copts);
+    }
+    catch (const boost::system::system_error& e)
+    {
+        throw std::runtime_error("cannot load the CA file " + cfg.upstream_ca + " (--upstream-ca): " +
+                                 e.code().message() + "; give a PEM file of CA certificates");
+    }
     auto root = cfg.www.empty() ? default_www() : cfg.www;
     try
     {
@@ -76,21 +106,32 @@ void demo_app::install(router& r)
     r.get("/api/events", impl_->events->handler());
     add_ws_routes(r, impl_->db, impl_->events, impl_->cfg.ws);
     add_external_routes(r, impl_->client, impl_->upstream_url, impl_->db);
+    add_report_routes(r, impl_->db, impl_->client, impl_->upstream_url);
     r.fallback(static_files::handler(impl_->site));
 }
 
 std::vector<std::string> demo_app::banner() const
 {
-    auto& db = impl_->cfg.db;
-    return {"static site: " + impl_->site->root().string(),
+    auto& cfg = impl_->cfg;
+    std::string upstream = "upstream: " + impl_->upstream_url;
+    if (impl_->upstream)
+    {
+        upstream += " (built-in, self-signed certificate trusted explicitly, " +
+                    std::to_string(cfg.upstream_latency.count()) + " ms latency";
+        if (!cfg.upstream_cert_out.empty())
+            upstream += ", certificate in " + cfg.upstream_cert_out;
+        upstream += ")";
+    }
+    else if (impl_->upstream_url.starts_with("http://"))
+        upstream += " (plain HTTP: not encrypted, not verified)";
+    else
+        upstream += cfg.upstream_ca.empty() ? " (verified with the system CA store)"
+                                            : " (verified with " + cfg.upstream_ca + ")";
+    auto& db = cfg.db;
+    return {upstream, "static site: " + impl_->site->root().string(),
             "database: simulated, " + std::to_string(db.latency.count()) + " ms per query" +
                 (db.jitter.count() ? " + up to " + std::to_string(db.jitter.count()) + " ms jitter" : "") +
-                (db.pool ? ", pool of " + std::to_string(db.pool) : ", no pool bound"),
-            "upstream: " + impl_->upstream_url +
-                (impl_->upstream ? " (built-in, self-signed certificate trusted explicitly, " +
-                                       std::to_string(impl_->cfg.upstream_latency.count()) + " ms latency)"
-                 : impl_->cfg.upstream_ca.empty() ? " (verified with the system CA store)"
-                                                  : " (verified with " + impl_->cfg.upstream_ca + ")")};
+                (db.pool ? ", pool of " + std::to_string(db.pool) : ", no pool bound")};
 }
 
 asio::awaitable<void> demo_app::stop()

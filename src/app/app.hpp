@@ -27,6 +27,7 @@ struct app_options
     websocket_options ws;       ///< the /ws socket's limits
     std::string upstream;       ///< empty: the built-in upstream
     std::string upstream_ca;    ///< PEM CAs to trust instead of the system store
+    std::string upstream_cert_out; ///< where to write the built-in upstream's certificate (PEM)
     std::chrono::milliseconds upstream_timeout{5'000};
     std::chrono::milliseconds upstream_latency{100}; ///< the built-in upstream's answer time
     std::size_t upstream_pool = 128;                 ///< idle connections kept per host; 0: none
@@ -41,14 +42,16 @@ std::string default_www();
 class demo_app
 {
 public:
-    /// Throws std::runtime_error when a backend cannot start (e.g. the www directory is missing).
+    /// Throws std::runtime_error, whose what() is one line, when a backend cannot
+    /// start (the www directory is missing, the certificate cannot be written).
     demo_app(asio::any_io_executor ex, const app_options& cfg, std::shared_ptr<logger> log);
     ~demo_app();
 
     /// Adds every demo route and the static-file fallback to `r`.
     void install(router& r);
 
-    /// Lines for stdout after the listening line: which upstream is in use, and so on.
+    /// Lines for stdout after the listening line: the upstream in use first, then the
+    /// site and the database.
     std::vector<std::string> banner() const;
 
     /// Stops the backends' own listeners (the built-in upstream) and logs the

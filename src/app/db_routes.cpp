@@ -343,6 +343,8 @@ std::optional<response> parse_item(const request& req, item_fields& out)
 
 void add_db_routes(router& r, std::shared_ptr<database> db, std::shared_ptr<event_hub> events)
 {
+    // Each lambda copies `db` and only calls a named coroutine, which takes it by value:
+    // a lambda with captures is never itself a coroutine (README, "Add a route").
     r.get("/api/db", [db](request& req) { return db_query(db, req); });
     r.get("/api/db/parallel", [db](request& req) { return db_parallel(db, req); });
     auto view = std::make_shared<items_view>(db, std::move(events));

@@ -144,6 +144,7 @@ asio::awaitable<response> combined(std::shared_ptr<http_client> client, std::str
 void add_external_routes(router& r, std::shared_ptr<http_client> client, std::string url,
                          std::shared_ptr<database> db)
 {
+    // Lambdas that call named coroutines, captures passed by value (README, "Add a route").
     r.get("/api/external", [client, url](request& req) { return external(client, url, req); });
     r.get("/api/combined", [client, url, db](request& req) { return combined(client, url, db, req); });
 }

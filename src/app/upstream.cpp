@@ -87,6 +87,11 @@ std::string builtin_upstream::url() const
     return "https://127.0.0.1:" + std::to_string(impl_->port) + "/todos/1";
 }
 
+const std::string& builtin_upstream::certificate_pem() const
+{
+    return impl_->identity.certificate_pem;
+}
+
 std::shared_ptr<asio::ssl::context> builtin_upstream::client_tls() const
 {
     return make_client_tls_context_trusting(impl_->identity.certificate_pem);

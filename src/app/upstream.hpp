@@ -26,6 +26,9 @@ public:
     /// `https://127.0.0.1:PORT/todos/1`.
     std::string url() const;
 
+    /// This upstream's certificate, PEM: what a client outside the process trusts.
+    const std::string& certificate_pem() const;
+
     /// A client TLS context that trusts this upstream's certificate and nothing else.
     std::shared_ptr<asio::ssl::context> client_tls() const;
 

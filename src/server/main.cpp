@@ -2,6 +2,7 @@
 
 #include "app/app.hpp"
 #include "server/options.hpp"
+#include "server/startup.hpp"
 
 #include <coroute/server.hpp>
 #include <coroute/tls.hpp>
@@ -72,6 +73,21 @@ int main(int argc, char** argv)
         return 0;
     }
     auto& cfg = parsed.cfg;
+    // Every start-up failure is one line on stderr and exit status 1 (bad options: 2).
+    auto fail = [](const std::string& line) {
+        std::fprintf(stderr, "coroute-server: %s\n", line.c_str());
+        return 1;
+    };
+    asio::ip::tcp::endpoint where;
+    try
+    {
+        cli::check_files(cfg);
+        where = cli::listen_endpoint(cfg.host, cfg.port);
+    }
+    catch (const cli::startup_error& e)
+    {
+        return fail(e.what());
+    }
     raise_fd_limit();
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
 
@@ -79,6 +95,7 @@ int main(int argc, char** argv)
     asio::io_context ioc{static_cast<int>(threads)};
     auto log = std::make_shared<logger>(cfg.level, cfg.access_log);
 
+    bool started = false;
     try
     {
         auto routes = std::make_shared<router>();
@@ -88,7 +105,7 @@ int main(int argc, char** argv)
         opts.log = log;
         opts.strand_per_connection = threads > 1; // one thread runs the io_context: no strands needed
         if (!cfg.tls_cert.empty())
-            opts.tls = make_server_tls_context(cfg.tls_cert, cfg.tls_key);
+            opts.tls = cli::load_server_tls(cfg);
         server srv{ioc.get_executor(), routes, opts};
         add_health_routes(*routes, srv);
         demo.install(*routes);
@@ -97,8 +114,17 @@ int main(int argc, char** argv)
         // soon as it reads that line still gets a graceful stop.
         asio::signal_set signals{ioc, SIGINT, SIGTERM};
 
-        auto ep = srv.listen({asio::ip::make_address(cfg.host), cfg.port});
+        asio::ip::tcp::endpoint ep;
+        try
+        {
+            ep = srv.listen(where);
+        }
+        catch (const boost::system::system_error& e)
+        {
+            throw cli::startup_error(cli::listen_failure(e.code(), where, cfg.host));
+        }
         srv.start();
+        started = true;
         auto host = ep.address().is_v6() ? "[" + ep.address().to_string() + "]" : ep.address().to_string();
         std::printf("coroute listening on %.*s://%s:%u\n", static_cast<int>(srv.scheme().size()), srv.scheme().data(),
                     host.c_str(), ep.port());
@@ -139,6 +165,12 @@ int main(int argc, char** argv)
     }
     catch (const std::exception& e)
     {
+        // Before the listening line, every failure is a start-up failure, said in one line.
+        if (!started)
+        {
+            std::string line = e.what();
+            return fail(line.substr(0, line.find('\n')));
+        }
         std::fprintf(stderr, "coroute-server: %s\n", e.what());
         return 1;
     }

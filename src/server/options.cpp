@@ -1,6 +1,8 @@
 // coroute-server's command line: every flag, its environment variable, its default.
 #include "server/options.hpp"
 
+#include <boost/url/parse.hpp>
+
 #include <charconv>
 #include <limits>
 #include <thread>
@@ -153,13 +155,19 @@ std::vector<option_spec> app_options_specs()
          [](const config& c) { return c.app.upstream.empty() ? std::string{"built-in"} : c.app.upstream; },
          [](config& c, std::string_view v) {
              c.app.upstream = v;
-             return v.substr(0, 7) == "http://" || v.substr(0, 8) == "https://";
+             return !v.empty(); // checked as a URL once every option is read
          }},
         {"upstream-ca", "FILE", "PEM file of CAs to trust for --upstream instead of the system store",
          [](const config& c) { return c.app.upstream_ca; },
          [](config& c, std::string_view v) {
              c.app.upstream_ca = v;
              return true;
+         }},
+        {"upstream-cert-out", "FILE", "write the built-in upstream's certificate (PEM) here, for clients to trust",
+         [](const config& c) { return c.app.upstream_cert_out; },
+         [](config& c, std::string_view v) {
+             c.app.upstream_cert_out = v;
+             return !v.empty();
          }},
         ms_option("upstream-timeout-ms", "total deadline of one external call (504 past it)", [](auto& c) -> auto& { return c.app.upstream_timeout; }),
         ms_option("upstream-latency-ms", "how long the built-in upstream takes to answer", [](auto& c) -> auto& { return c.app.upstream_latency; }),
@@ -240,6 +248,29 @@ const std::vector<option_spec>& options()
     return specs;
 }
 
+// Why `url` cannot be the upstream (empty: it can, or it is empty, meaning the
+// built-in one). Caught here, so a URL that would fail every call fails at start.
+std::string upstream_url_problem(const std::string& url)
+{
+    if (url.empty())
+        return {};
+    auto u = boost::urls::parse_uri(url);
+    if (!u || (u->scheme() != "http" && u->scheme() != "https"))
+        return "give an http:// or https:// URL, like https://api.example.com/todos/1";
+    if (!u->has_authority() || u->host().empty())
+        return "the URL has no host; give one, like https://api.example.com/todos/1";
+    unsigned short port = 0;
+    if (u->has_port() && !parse_number<unsigned short>(u->port(), port, 1, 65535))
+        return "the port must be 1 to 65535";
+    return {};
+}
+
+// What a bad value should have been: the option's own line of --help.
+std::string expected(const option_spec& o)
+{
+    return " (" + std::string{o.metavar} + ": " + std::string{o.help} + ")";
+}
+
 std::string env_name(std::string_view name)
 {
     std::string out = "COROUTE_";
@@ -260,7 +291,7 @@ parse_result parse_args(int argc, const char* const* argv, const std::function<c
         if (const char* v = getenv ? getenv(var.c_str()) : nullptr)
             if (!o.set(r.cfg, v))
             {
-                r.error = "invalid value '" + std::string{v} + "' in " + var;
+                r.error = "invalid value '" + std::string{v} + "' in " + var + expected(o);
                 return r;
             }
     }
@@ -311,12 +342,19 @@ parse_result parse_args(int argc, const char* const* argv, const std::function<c
         }
         if (!spec->set(r.cfg, value))
         {
-            r.error = "invalid value '" + std::string{value} + "' for --" + std::string{arg};
+            r.error = "invalid value '" + std::string{value} + "' for --" + std::string{arg} + expected(*spec);
             return r;
         }
     }
     if (r.cfg.tls_cert.empty() != r.cfg.tls_key.empty())
         r.error = "--tls-cert and --tls-key go together";
+    else if (auto why = upstream_url_problem(r.cfg.app.upstream); !why.empty())
+        r.error = "invalid value '" + r.cfg.app.upstream + "' for --upstream: " + why;
+    else if (r.cfg.app.upstream.empty() && !r.cfg.app.upstream_ca.empty())
+        r.error = "--upstream-ca names the CAs to trust for --upstream; the built-in upstream needs none";
+    else if (!r.cfg.app.upstream.empty() && !r.cfg.app.upstream_cert_out.empty())
+        r.error = "--upstream-cert-out writes the built-in upstream's certificate, and --upstream replaces that "
+                  "upstream; drop one of them";
     return r;
 }
 
@@ -346,7 +384,9 @@ std::string help_text()
         out += "\n";
     }
     out += "  --help                          this text\n"
-           "  --version                       the version\n";
+           "  --version                       the version\n"
+           "\nExit status: 0 after a stop by SIGINT or SIGTERM, 1 when the server cannot start\n"
+           "(one line on stderr says why), 2 for a bad option.\n";
     return out;
 }
 

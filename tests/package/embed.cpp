@@ -1,55 +1,48 @@
-// Embedding coroute in an existing Asio program: the program owns the io_context and
-// its thread; coroute adds a router and a listener to it. Exits 0 when a request to
-// its own route comes back right.
+// Embeds coroute in a program of its own: the router and the server on its io_context.
+// usage: embed [PORT]   (0 takes a free port; the default is 8080)
+#include <coroute/health.hpp>
 #include <coroute/problem.hpp>
 #include <coroute/router.hpp>
 #include <coroute/server.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http/empty_body.hpp>
-#include <boost/beast/http/read.hpp>
-#include <boost/beast/http/write.hpp>
+#include <boost/asio/signal_set.hpp>
 
+#include <cstdlib>
 #include <iostream>
-#include <thread>
 
 namespace asio = boost::asio;
 namespace http = boost::beast::http;
 
+// A handler is a coroutine taking the request and returning the response.
 asio::awaitable<coroute::response> greet(coroute::request& req)
 {
     co_return coroute::json_response(http::status::ok, {{"hello", *req.param("name")}});
 }
 
-int main()
+int main(int argc, char** argv)
 {
-    asio::io_context ioc; // the program's own
+    auto port = static_cast<unsigned short>(argc > 1 ? std::atoi(argv[1]) : 8080);
 
+    asio::io_context ioc; // the program's own
     auto routes = std::make_shared<coroute::router>();
     routes->get("/greet/{name}", &greet);
-    coroute::server_options opts;
-    opts.log = std::make_shared<coroute::logger>(coroute::log_level::warn, false);
-    coroute::server srv{ioc.get_executor(), routes, opts};
-    auto ep = srv.listen({asio::ip::make_address("127.0.0.1"), 0});
+
+    coroute::server srv{ioc.get_executor(), routes};
+    coroute::add_health_routes(*routes, srv); // GET /healthz and GET /readyz
+
+    // listen() returns the endpoint it bound: with port 0, the free port it took.
+    auto ep = srv.listen({asio::ip::make_address("127.0.0.1"), port});
     srv.start();
-    std::thread io{[&] { ioc.run(); }};
+    std::cout << "listening on http://" << ep << std::endl;
 
-    asio::io_context client;
-    asio::ip::tcp::socket s{client};
-    s.connect(ep);
-    http::request<http::empty_body> req{http::verb::get, "/greet/asio", 11};
-    req.set(http::field::host, "localhost");
-    http::write(s, req);
-    boost::beast::flat_buffer buf;
-    http::response<http::string_body> res;
-    http::read(s, buf, res);
-
-    asio::co_spawn(ioc, srv.shutdown(std::chrono::seconds(1)), [&](std::exception_ptr) { ioc.stop(); });
-    io.join();
-
-    std::cout << res.result_int() << " " << res.body() << "\n";
-    return res.result() == http::status::ok && res.body() == R"({"hello":"asio"})" ? 0 : 1;
+    // SIGINT or SIGTERM: stop accepting, give requests in flight 5 s, then leave run().
+    asio::signal_set signals{ioc, SIGINT, SIGTERM};
+    signals.async_wait([&](boost::system::error_code ec, int) {
+        if (ec)
+            return;
+        asio::co_spawn(ioc, srv.shutdown(std::chrono::seconds(5)), [&](std::exception_ptr) { ioc.stop(); });
+    });
+    ioc.run(); // or run it on threads of your own
 }

@@ -52,11 +52,24 @@ TEST_CASE("config: the environment is read and arguments win over it", "[config]
 TEST_CASE("config: bad values and unknown flags are errors that name them", "[config]")
 {
     CHECK(parse({"--port", "70000"}).error.find("--port") != std::string::npos);
+    CHECK(parse({"--port", "70000"}).error == "invalid value '70000' for --port (PORT: port to listen on; 0 takes a free one)");
     CHECK(parse({"--nope"}).error.find("--nope") != std::string::npos);
     CHECK(parse({"--db-fail-rate", "2"}).error.find("--db-fail-rate") != std::string::npos);
     CHECK(parse({"--port"}).error.find("needs a value") != std::string::npos);
     CHECK(parse({}, {{"COROUTE_THREADS", "x"}}).error.find("COROUTE_THREADS") != std::string::npos);
     CHECK_FALSE(parse({"--tls-cert", "a.pem"}).error.empty());
+}
+
+TEST_CASE("config: an upstream must be an http or https URL with a host", "[config]")
+{
+    CHECK(parse({"--upstream", "https://api.example.com/todos/1"}).error.empty());
+    CHECK(parse({"--upstream", "http://127.0.0.1:8081/x"}).error.empty());
+    CHECK(parse({"--upstream", "https://"}).error.find("has no host") != std::string::npos);
+    CHECK(parse({}, {{"COROUTE_UPSTREAM", "http://"}}).error.find("has no host") != std::string::npos);
+    CHECK(parse({"--upstream", "ftp://x/"}).error.find("http:// or https://") != std::string::npos);
+    CHECK(parse({"--upstream", "https://x:0/"}).error.find("port") != std::string::npos);
+    CHECK(parse({"--upstream-cert-out", "c.pem"}).error.empty());
+    CHECK_FALSE(parse({"--upstream", "https://x/", "--upstream-cert-out", "c.pem"}).error.empty());
 }
 
 TEST_CASE("config: --help lists every flag with its default", "[config]")
