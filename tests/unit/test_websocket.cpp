@@ -55,24 +55,24 @@ asio::awaitable<void> sleep_then_say(websocket& s, int ms)
     s.send("slept " + std::to_string(ms));
 }
 
-// "sleep N" starts a task; "quit" returns; "throw" throws; anything else is echoed
-// with the room of the path.
-asio::awaitable<void> room(websocket& s)
+// A room: every message is answered with the room's name in front ("sleep N" starts
+// a task, "quit" returns, "throw" throws).
+asio::awaitable<void> room(coroute::websocket& ws)
 {
-    auto name = std::string{s.request().param("room").value_or("?")};
+    auto name = std::string{ws.request().param("room").value_or("?")};
     for (;;)
     {
-        auto m = co_await s.read();
+        auto m = co_await ws.read(); // result<ws_message>: an error once closed
         if (!m)
-            co_return;
+            co_return; // the socket closes (1000) when the handler returns
         if (m->data.starts_with("sleep "))
-            s.spawn(sleep_then_say(s, std::stoi(m->data.substr(6))));
+            ws.spawn(sleep_then_say(ws, std::stoi(m->data.substr(6))));
         else if (m->data == "quit")
             co_return;
         else if (m->data == "throw")
             throw std::runtime_error("the handler failed");
         else
-            s.send(name + ": " + m->data, m->text);
+            ws.send(name + ": " + m->data, m->text); // queued; never waits
     }
 }
 
