@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Configures and builds coroute with Ninja and ccache.
-# usage: scripts/build.sh [--release|--debug] [--sanitize] [--build-dir DIR] [--target T]
+# usage: scripts/build.sh [--release|--debug] [--sanitize] [--fuzz] [--build-dir DIR] [--target T]
+#   --fuzz   the libFuzzer targets of tests/fuzz with clang 14, ASan and UBSan (build/fuzz)
 #
 # The build's progress and its errors go to stderr; stdout gets one line, the build
 # directory, so scripts can take it with $(scripts/build.sh ...).
@@ -9,6 +10,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 
 type=Release
 sanitize=OFF
+fuzz=OFF
 dir=""
 targets=()
 names=()
@@ -17,6 +19,7 @@ while (($#)); do
     --release) type=Release ;;
     --debug) type=Debug ;;
     --sanitize) sanitize=ON; type=Debug ;;
+    --fuzz) fuzz=ON; type=RelWithDebInfo ;;
     --build-dir) dir=$2; shift ;;
     --target) targets+=(--target "$2"); names+=("$2"); shift ;;
     *) echo "build.sh: unknown argument $1" >&2; exit 2 ;;
@@ -26,7 +29,10 @@ done
 if [[ -z $dir ]]; then
   dir=$root/build/$(echo "$type" | tr '[:upper:]' '[:lower:]')
   [[ $sanitize == ON ]] && dir=$root/build/sanitize
+  [[ $fuzz == ON ]] && dir=$root/build/fuzz
 fi
+extra=()
+[[ $fuzz == ON ]] && extra=(-DCMAKE_CXX_COMPILER=clang++-14 -DCOROUTE_FUZZ=ON -DCOROUTE_BUILD_TESTS=OFF)
 
 "$root/scripts/setup.sh" >&2
 
@@ -41,12 +47,13 @@ export CCACHE_BASEDIR=$root
 export CCACHE_NOHASHDIR=true
 
 what=${names[*]:-coroute and its tests}
+[[ $fuzz == ON ]] && what=${names[*]:-the fuzz targets}
 if [[ ! -f $dir/build.ninja ]]; then
-  echo "build.sh: configuring ${dir#"$root"/} ($type, sanitize $sanitize)" >&2
+  echo "build.sh: configuring ${dir#"$root"/} ($type, sanitize $sanitize, fuzz $fuzz)" >&2
   cmake -S "$root" -B "$dir" -G Ninja \
     -DCMAKE_BUILD_TYPE="$type" \
     -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \
-    -DCOROUTE_SANITIZE="$sanitize" >&2
+    -DCOROUTE_SANITIZE="$sanitize" "${extra[@]}" >&2
   echo "build.sh: building $what in ${dir#"$root"/} (the first build takes a few minutes)…" >&2
 else
   echo "build.sh: building $what in ${dir#"$root"/}…" >&2

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Builds and runs every test through ctest.
+# Builds and runs every test through ctest, then (in the plain run, when no ctest
+# arguments narrow it) every fuzz target for a few seconds, so the harnesses are
+# exercised too (scripts/fuzz.sh runs them longer).
 # usage: scripts/test.sh [--sanitize] [ctest arguments...]
 #   --sanitize   build with AddressSanitizer + UndefinedBehaviorSanitizer and run the same tests
 set -euo pipefail
@@ -7,9 +9,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 
 build_args=(--release)
 ctest_args=()
+fuzz=1
 for a in "$@"; do
   case "$a" in
-    --sanitize) build_args=(--sanitize) ;;
+    --sanitize) build_args=(--sanitize); fuzz=0 ;;
     *) ctest_args+=("$a") ;;
   esac
 done
@@ -22,3 +25,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 cd "$dir"
 echo "test.sh: running every test in ${dir#"$root"/} (ctest -j2, a few minutes)…" >&2
 ctest --output-on-failure --timeout 300 -j2 "${ctest_args[@]}"
+if ((fuzz)) && ((${#ctest_args[@]} == 0)); then
+  echo "test.sh: every fuzz target for 5 s (scripts/fuzz.sh; the first build of build/fuzz takes a few minutes)…" >&2
+  "$root/scripts/fuzz.sh" --seconds 5
+fi

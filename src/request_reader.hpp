@@ -161,7 +161,7 @@ public:
                 watchdog_.io_clear();
                 std::optional<rejection> answer;
                 if (watchdog_.io_expired() && has_bytes && !stopping.load())
-                    answer.emplace(http::status::request_timeout, "the request header took too long");
+                    answer = rejection{http::status::request_timeout, "the request header took too long"};
                 watchdog_.clear_io_expired();
                 co_return read_failure{std::move(answer), {}};
             }
