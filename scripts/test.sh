@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds and runs every test through ctest, then (in the plain run, when no ctest
-# arguments narrow it) every fuzz target for a few seconds, so the harnesses are
-# exercised too (scripts/fuzz.sh runs them longer).
+# Builds and runs every test through ctest; then, when no ctest arguments narrow it,
+# a one-minute soak under a mixed load (scripts/soak.sh; with --sanitize, half a
+# minute of it on the sanitized build) and, in the plain run, every fuzz target for a
+# few seconds (scripts/fuzz.sh runs them longer).
 # usage: scripts/test.sh [--sanitize] [ctest arguments...]
 #   --sanitize   build with AddressSanitizer + UndefinedBehaviorSanitizer and run the same tests
 set -euo pipefail
@@ -25,6 +26,15 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 cd "$dir"
 echo "test.sh: running every test in ${dir#"$root"/} (ctest -j2, a few minutes)…" >&2
 ctest --output-on-failure --timeout 300 -j2 "${ctest_args[@]}"
+if ((${#ctest_args[@]} == 0)); then
+  if ((fuzz)); then
+    echo "test.sh: a one-minute soak, 1000 clients (scripts/soak.sh)…" >&2
+    "$root/scripts/soak.sh" --minutes 1 --connections 1000
+  else
+    echo "test.sh: half a minute of load on the sanitized server, 150 clients (scripts/soak.sh)…" >&2
+    "$root/scripts/soak.sh" --sanitize --minutes 0.5 --connections 150
+  fi
+fi
 if ((fuzz)) && ((${#ctest_args[@]} == 0)); then
   echo "test.sh: every fuzz target for 5 s (scripts/fuzz.sh; the first build of build/fuzz takes a few minutes)…" >&2
   "$root/scripts/fuzz.sh" --seconds 5
