@@ -65,7 +65,7 @@ boost::json::object to_json(const job_info& job)
             {"started_at", time_json(job.started_at)},
             {"finished_at", time_json(job.finished_at)},
             {"result", job.result},
-            {"error", job.error.empty() ? boost::json::value{} : boost::json::value{job.error}}};
+            {"error", job.error.empty() ? boost::json::value{} : boost::json::value(boost::json::string(job.error))}};
 }
 
 namespace detail {
@@ -366,9 +366,13 @@ asio::awaitable<void> job_group::shutdown(std::chrono::milliseconds grace)
 {
     auto g = state_;
     std::vector<job_info> ended;
+    std::vector<std::shared_ptr<detail::job_record>> were_running;
     {
         std::lock_guard lock{g->mutex};
         g->stopping = true;
+        for (auto& [id, r] : g->jobs)
+            if (r->info.state == job_state::running)
+                were_running.push_back(r);
         auto waiting = g->waiting; // cancel_locked erases from the deque
         for (auto& r : waiting)
             if (auto e = g->cancel_locked(r, "cancelled at shutdown before it started"))
@@ -382,6 +386,16 @@ asio::awaitable<void> job_group::shutdown(std::chrono::milliseconds grace)
     auto running = [&] {
         std::lock_guard lock{g->mutex};
         return g->running;
+    };
+    // Each job that was running is logged with how it ended: the record a reader
+    // has once the process is gone.
+    auto report = [&] {
+        if (!g->log)
+            return;
+        std::lock_guard lock{g->mutex};
+        for (auto& r : were_running)
+            g->log->info("shutdown: job " + std::to_string(r->info.id) + " " + std::string{to_string(r->info.state)} +
+                         (r->info.error.empty() ? std::string{} : " (" + r->info.error + ")"));
     };
     auto grace_end = steady::now() + grace;
     while (running() > 0 && steady::now() < grace_end)
@@ -400,7 +414,10 @@ asio::awaitable<void> job_group::shutdown(std::chrono::milliseconds grace)
             }
     }
     if (left == 0)
+    {
+        report();
         co_return;
+    }
     if (g->log)
         g->log->info("shutdown: cancelling " + std::to_string(left) + " job(s) still running after the grace period");
     auto cancel_end = steady::now() + cancel_wait;
@@ -411,6 +428,7 @@ asio::awaitable<void> job_group::shutdown(std::chrono::milliseconds grace)
     }
     if (auto n = running(); n > 0 && g->log)
         g->log->warn("shutdown: " + std::to_string(n) + " job(s) did not end when cancelled");
+    report();
 }
 
 std::size_t job_group::running() const

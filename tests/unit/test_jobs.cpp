@@ -257,4 +257,6 @@ TEST_CASE("jobs: to_json has every field, times in RFC 3339 UTC and null where u
     CHECK(o.at("result").is_null());
     CHECK(o.at("error").is_null());
     CHECK(o.at("progress").as_double() == 0);
+    j.error = "cancelled by request";
+    CHECK(to_json(j).at("error").as_string() == "cancelled by request");
 }
