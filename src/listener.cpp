@@ -239,7 +239,13 @@ asio::awaitable<void> server::shutdown(std::chrono::milliseconds grace)
 
 server_stats server::stats() const noexcept
 {
-    return {impl_->accepted.load(), impl_->rejected.load(), impl_->open.load(), impl_->requests.load()};
+    return {impl_->accepted.load(), impl_->rejected.load(), impl_->open.load(), impl_->requests.load(),
+            impl_->in_flight.load(), impl_->peak_in_flight.load()};
+}
+
+void server::reset_peak() noexcept
+{
+    impl_->peak_in_flight.store(impl_->in_flight.load());
 }
 
 const server_options& server::options() const noexcept

@@ -49,6 +49,18 @@ struct server_state : std::enable_shared_from_this<server_state>
     std::atomic<bool> draining{false};
     std::atomic<bool> stopping{false};
     std::atomic<std::uint64_t> accepted{0}, rejected{0}, open{0}, requests{0};
+    std::atomic<std::uint64_t> in_flight{0}, peak_in_flight{0};
+
+    /// Counts a request into dispatch, raising the peak.
+    void dispatch_begins() noexcept
+    {
+        auto now = in_flight.fetch_add(1, std::memory_order_relaxed) + 1;
+        auto peak = peak_in_flight.load(std::memory_order_relaxed);
+        while (now > peak && !peak_in_flight.compare_exchange_weak(peak, now, std::memory_order_relaxed))
+        {
+        }
+    }
+    void dispatch_ends() noexcept { in_flight.fetch_sub(1, std::memory_order_relaxed); }
     request_ids ids;
 
     std::mutex sessions_mutex;

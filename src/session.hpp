@@ -127,7 +127,9 @@ private:
             // past either, the handler's waits are cancelled and the router answers 504 (499).
             watchdog_.request_until(req.deadline());
             watch_peer();
+            srv_->dispatch_begins();
             response res = co_await srv_->routes->dispatch(req);
+            srv_->dispatch_ends();
             stop_watching_peer();
             watchdog_.request_clear();
             auto cs = co_await asio::this_coro::cancellation_state;

@@ -5,7 +5,9 @@
 //   js/external.js   GET /api/external
 //   js/combined.js   GET /api/combined, drawn with js/timeline.js
 //   js/lab.js        many /api/db at once, one after another, /api/db/parallel, and
-//   js/socket.js     the same queries over one WebSocket, /ws
+//   js/socket.js     the same queries over one WebSocket, /ws, then /api/blocking
+//   js/loop.js       /api/cpu offloaded or on the loop, against /healthz round trips
+//   js/jobs.js       /api/jobs: background jobs, their progress live from the feed
 //   js/items.js      the /api/items view: list, add, edit, delete, kept live by
 //   js/live.js       the event feed, /api/events (Server-Sent Events)
 //
@@ -18,11 +20,15 @@ import { setupExternal } from './js/external.js';
 import { setupCombined } from './js/combined.js';
 import { setupLab } from './js/lab.js';
 import { setupItems } from './js/items.js';
+import { setupLoop } from './js/loop.js';
+import { setupJobs } from './js/jobs.js';
 
 setupDatabase();
 setupExternal();
 setupCombined();
 setupLab();
+setupLoop();
+setupJobs();
 setupItems();
 showServer();
 

@@ -57,6 +57,8 @@ struct server_stats
     std::uint64_t connections_rejected = 0;  ///< closed at once over max_connections
     std::uint64_t connections_open = 0;
     std::uint64_t requests = 0;
+    std::uint64_t in_flight = 0;      ///< requests being dispatched now (a streamed body or an upgraded socket no longer counts)
+    std::uint64_t peak_in_flight = 0; ///< the most at once, since the start or `reset_peak()`
 };
 
 /// An HTTP/1.1 (or HTTPS) server for one router.
@@ -112,6 +114,9 @@ public:
     asio::awaitable<void> shutdown(std::chrono::milliseconds grace);
 
     server_stats stats() const noexcept;
+
+    /// Starts a new peak: `peak_in_flight` becomes the number in flight now.
+    void reset_peak() noexcept;
     const server_options& options() const noexcept;
     logger& log() const noexcept;
 

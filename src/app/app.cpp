@@ -2,6 +2,8 @@
 
 #include "app/db_routes.hpp"
 #include "app/external_routes.hpp"
+#include "app/jobs_routes.hpp"
+#include "app/offload_routes.hpp"
 #include "app/report_routes.hpp"
 #include "app/upstream.hpp"
 #include "app/ws_routes.hpp"
@@ -10,6 +12,7 @@
 #include <coroute/tls.hpp>
 
 #include <coroute/events.hpp>
+#include <coroute/problem.hpp>
 #include <coroute/static_files.hpp>
 
 #include <cerrno>
@@ -26,6 +29,8 @@ struct demo_app::impl
     std::shared_ptr<const static_files> site;
     std::shared_ptr<database> db;
     std::shared_ptr<event_hub> events;
+    std::shared_ptr<offload_pool> pool;
+    std::shared_ptr<job_group> jobs;
     std::unique_ptr<builtin_upstream> upstream; // when no --upstream is given
     std::shared_ptr<http_client> client;
     std::string upstream_url;
@@ -60,6 +65,10 @@ demo_app::demo_app(asio::any_io_executor ex, const app_options& cfg, std::shared
     impl_->log = std::move(log);
     impl_->db = std::make_shared<database>(cfg.db);
     impl_->events = std::make_shared<event_hub>(cfg.events);
+    impl_->pool = std::make_shared<offload_pool>(cfg.offload);
+    impl_->jobs = std::make_shared<job_group>(impl_->ex, cfg.jobs, impl_->log);
+    // Every change of a job is an event; the hub is thread-safe and the observer holds no lock.
+    impl_->jobs->on_change([events = impl_->events](const job_info& j) { events->publish("job", to_json_text(to_json(j))); });
 
     client_options copts;
     copts.total_timeout = cfg.upstream_timeout;
@@ -100,9 +109,19 @@ demo_app::demo_app(asio::any_io_executor ex, const app_options& cfg, std::shared
 
 demo_app::~demo_app() = default;
 
-void demo_app::install(router& r)
+void demo_app::install(router& r, server* srv)
 {
     add_db_routes(r, impl_->db, impl_->events);
+    add_jobs_routes(r, impl_->jobs, impl_->db, impl_->pool);
+    add_offload_routes(r, impl_->pool);
+    stats_sources sources;
+    sources.threads = impl_->cfg.threads;
+    if (srv)
+    {
+        sources.server = [srv] { return srv->stats(); };
+        sources.reset_peak = [srv] { srv->reset_peak(); };
+    }
+    add_stats_routes(r, std::move(sources), impl_->pool, impl_->jobs);
     r.get("/api/events", impl_->events->handler());
     add_ws_routes(r, impl_->db, impl_->events, impl_->cfg.ws);
     add_external_routes(r, impl_->client, impl_->upstream_url, impl_->db);
@@ -134,11 +153,17 @@ std::vector<std::string> demo_app::banner() const
                 (db.pool ? ", pool of " + std::to_string(db.pool) : ", no pool bound")};
 }
 
+asio::awaitable<void> demo_app::stop_jobs(std::chrono::milliseconds grace)
+{
+    co_await impl_->jobs->shutdown(grace);
+}
+
 asio::awaitable<void> demo_app::stop()
 {
     if (impl_->stopped)
         co_return;
     impl_->stopped = true;
+    impl_->pool->stop();
     auto s = impl_->client->stats();
     impl_->log->info("upstream client: " + std::to_string(s.connections_opened) + " connections, " +
                      std::to_string(s.tls_handshakes) + " TLS handshakes, " + std::to_string(s.reuses) +

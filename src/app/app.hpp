@@ -4,8 +4,11 @@
 #include "app/database.hpp"
 
 #include <coroute/events.hpp>
+#include <coroute/jobs.hpp>
 #include <coroute/log.hpp>
+#include <coroute/offload.hpp>
 #include <coroute/router.hpp>
+#include <coroute/server.hpp>
 #include <coroute/static_files.hpp>
 #include <coroute/websocket.hpp>
 
@@ -31,6 +34,9 @@ struct app_options
     std::chrono::milliseconds upstream_timeout{5'000};
     std::chrono::milliseconds upstream_latency{100}; ///< the built-in upstream's answer time
     std::size_t upstream_pool = 128;                 ///< idle connections kept per host; 0: none
+    offload_options offload;    ///< the pool of /api/cpu, /api/blocking and the jobs' CPU work
+    job_options jobs;           ///< the /api/jobs group's bounds
+    unsigned threads = 0;       ///< the event loop's threads, as /api/stats reports them
 };
 
 /// The www directory to serve when none is configured: the source tree's.
@@ -47,15 +53,21 @@ public:
     demo_app(asio::any_io_executor ex, const app_options& cfg, std::shared_ptr<logger> log);
     ~demo_app();
 
-    /// Adds every demo route and the static-file fallback to `r`.
-    void install(router& r);
+    /// Adds every demo route and the static-file fallback to `r`; /api/stats reads
+    /// the counters of `srv` when given (it must outlive the requests).
+    void install(router& r, server* srv = nullptr);
 
     /// Lines for stdout after the listening line: the upstream in use first, then the
     /// site and the database.
     std::vector<std::string> banner() const;
 
-    /// Stops the backends' own listeners (the built-in upstream) and logs the
-    /// outbound client's counters; safe to call twice.
+    /// Shutdown's first part, while the server finishes its requests: refuses new
+    /// jobs and gives the running ones `grace` to finish, then cancels them.
+    asio::awaitable<void> stop_jobs(std::chrono::milliseconds grace);
+
+    /// Stops the offload pool (queued calls fail, running ones finish) and the
+    /// backends' own listeners (the built-in upstream), and logs the outbound
+    /// client's counters; safe to call twice.
     asio::awaitable<void> stop();
 
 private:

@@ -8,7 +8,9 @@
 #include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
 
+#include <map>
 #include <optional>
+#include <string>
 
 namespace coroute::app {
 
@@ -39,24 +41,26 @@ asio::awaitable<void> answer_query(websocket& ws, std::shared_ptr<database> db, 
     ws.send(to_json_text(out));
 }
 
-// The item events of the hub, for as long as the subscription lasts.
-asio::awaitable<void> forward_items(websocket& ws, std::shared_ptr<event_subscription> sub)
+// One topic's events of the hub ("items": the item events, "jobs": the job
+// events), for as long as the subscription lasts.
+asio::awaitable<void> forward_events(websocket& ws, std::shared_ptr<event_subscription> sub, std::string topic)
 {
+    std::string_view name = topic == "jobs" ? "job" : "item";
     for (;;)
     {
         auto batch = co_await sub->next();
         if (!batch)
         {
             if (batch.error() == coroute::error::slow_consumer)
-                ws.send(error_message("the items feed fell behind and was stopped; subscribe again"));
+                ws.send(error_message("the " + topic + " feed fell behind and was stopped; subscribe again"));
             co_return;
         }
         for (auto& ev : *batch)
         {
-            if (ev.name != "item")
+            if (ev.name != name)
                 continue;
-            // The event's data is the JSON the items routes published.
-            std::string msg = R"({"op":"event","topic":"items","seq":)" + std::to_string(ev.id) +
+            // The event's data is the JSON its routes published.
+            std::string msg = R"({"op":"event","topic":")" + topic + R"(","seq":)" + std::to_string(ev.id) +
                               R"(,"data":)" + ev.data + "}";
             if (!ws.send(std::move(msg)))
                 co_return;
@@ -68,7 +72,7 @@ struct socket_state
 {
     std::shared_ptr<database> db;
     std::shared_ptr<event_hub> events;
-    std::optional<std::uint64_t> feed; // the items subscription's task
+    std::map<std::string, std::uint64_t, std::less<>> feeds; // each subscribed topic's task
 };
 
 void handle_db(websocket& ws, socket_state& st, const json::object& msg)
@@ -92,22 +96,24 @@ void handle_db(websocket& ws, socket_state& st, const json::object& msg)
 void handle_subscription(websocket& ws, socket_state& st, const json::object& msg, bool subscribe)
 {
     auto* topic = msg.if_contains("topic");
-    if (!topic || !topic->is_string() || topic->as_string() != "items")
+    if (!topic || !topic->is_string() || (topic->as_string() != "items" && topic->as_string() != "jobs"))
     {
-        ws.send(error_message("the only topic is \"items\""));
+        ws.send(error_message("the topics are \"items\" and \"jobs\""));
         return;
     }
-    if (subscribe && !st.feed)
+    std::string name{topic->as_string()};
+    auto feed = st.feeds.find(name);
+    if (subscribe && feed == st.feeds.end())
     {
         // Listening starts here, before the answer: every change after it is sent.
-        st.feed = ws.spawn(forward_items(ws, st.events->listen(ws.get_executor())));
+        st.feeds.emplace(name, ws.spawn(forward_events(ws, st.events->listen(ws.get_executor()), name)));
     }
-    else if (!subscribe && st.feed)
+    else if (!subscribe && feed != st.feeds.end())
     {
-        ws.cancel(*st.feed);
-        st.feed.reset();
+        ws.cancel(feed->second);
+        st.feeds.erase(feed);
     }
-    ws.send(to_json_text(json::object{{"op", subscribe ? "subscribed" : "unsubscribed"}, {"topic", "items"}}));
+    ws.send(to_json_text(json::object{{"op", subscribe ? "subscribed" : "unsubscribed"}, {"topic", name}}));
 }
 
 void handle(websocket& ws, socket_state& st, const ws_message& m)

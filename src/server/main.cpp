@@ -9,6 +9,7 @@
 #include <coroute/version.hpp>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -46,7 +47,9 @@ asio::awaitable<void> stop_gracefully(server& srv, app::demo_app& demo, const cl
         asio::steady_timer t{co_await asio::this_coro::executor, cfg.drain_delay};
         co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
     }
-    co_await srv.shutdown(cfg.shutdown_timeout);
+    // Requests in flight and background jobs share the same grace period.
+    using namespace asio::experimental::awaitable_operators;
+    co_await (srv.shutdown(cfg.shutdown_timeout) && demo.stop_jobs(cfg.shutdown_timeout));
     co_await demo.stop();
     log.info("stopped");
     ioc.stop();
@@ -99,6 +102,7 @@ int main(int argc, char** argv)
     try
     {
         auto routes = std::make_shared<router>();
+        cfg.app.threads = threads;
         app::demo_app demo{ioc.get_executor(), cfg.app, log};
 
         server_options opts = cfg.server;
@@ -108,7 +112,7 @@ int main(int argc, char** argv)
             opts.tls = cli::load_server_tls(cfg);
         server srv{ioc.get_executor(), routes, opts};
         add_health_routes(*routes, srv);
-        demo.install(*routes);
+        demo.install(*routes, &srv);
 
         // Signals are caught from before the listening line, so a script that signals as
         // soon as it reads that line still gets a graceful stop.

@@ -102,7 +102,7 @@ test('the page loads, names its server and links every panel', async () => {
   const links = await page.locator('nav a').evaluateAll((as) => as.map((a) => [a.textContent, a.hash]));
   assert.deepEqual(links, [
     ['Database', '#database'], ['External API', '#external'], ['Combined', '#combined'],
-    ['Concurrency lab', '#lab'], ['Items', '#items'],
+    ['Concurrency lab', '#lab'], ['Blocking the loop', '#loop'], ['Jobs', '#jobs'], ['Items', '#items'],
   ]);
   for (const [, hash] of links) {
     assert.equal(await page.locator(`${hash} h2`).count(), 1, `panel ${hash} has a heading`);
@@ -189,7 +189,7 @@ test('Combined: both calls drawn from 0 on one time axis, with their times', asy
   await shoot('04-combined', page.locator('#combined'));
 });
 
-test('Concurrency lab: four runs measured in the browser, drawn on one axis', { timeout: 120_000 }, async () => {
+test('Concurrency lab: five runs measured in the browser, drawn on one axis', { timeout: 120_000 }, async () => {
   const n = 12;
   const delay = 150;
   await page.locator('#lab-n').fill(String(n));
@@ -213,8 +213,9 @@ test('Concurrency lab: four runs measured in the browser, drawn on one axis', { 
   const sequential = await run('run-sequential');
   const parallel = await run('run-parallel');
   const socket = await run('run-socket');
+  const blocking = await run('run-blocking');
   const estimate = `N × latency = ${n} × ${delay} ms = ${(n * delay).toLocaleString('en-US')} ms.`;
-  for (const r of [atOnce, sequential, parallel, socket]) assert.ok(r.summary.includes(estimate), r.summary);
+  for (const r of [atOnce, sequential, parallel, socket, blocking]) assert.ok(r.summary.includes(estimate), r.summary);
 
   // 1. All at once: the browser keeps six on the wire, so twelve take two waves.
   assert.equal(atOnce.bars, n);
@@ -252,10 +253,33 @@ test('Concurrency lab: four runs measured in the browser, drawn on one axis', { 
   assert.deepEqual(atOnce.ticks, sequential.ticks);
   assert.deepEqual(parallel.ticks, sequential.ticks);
   assert.deepEqual(socket.ticks, sequential.ticks);
+  assert.deepEqual(blocking.ticks, sequential.ticks);
+
+  // The server's side: its thread counts as /api/stats gives them, and a peak per run.
+  const stats = await (await fetch(`${server.url}/api/stats`)).json();
+  assert.equal(await page.locator('#lab-server').getAttribute('data-threads'), String(stats.threads));
+  assert.equal(await text('#lab-server .lab-threads'), `${stats.threads} event-loop thread${stats.threads === 1 ? '' : 's'}`);
+  assert.equal(await page.locator('#lab-server').getAttribute('data-offload-threads'), String(stats.offload_threads));
+  const peak = async (id) => numberIn(await text(`#${id}-summary .run-peak`));
+  assert.ok(await peak('run-at-once') >= 2, 'requests sent together overlap on the server');
+  assert.ok(await peak('run-at-once') <= 7, 'no more than the six connections (and the stats request)');
+
+  // 5. A thread per request: the server finishes them in steps of its offload threads.
+  const steps = Math.min(stats.offload_threads, 6); // six connections at most from the browser
+  const rounds = Math.ceil(n / steps);
+  assert.equal(blocking.bars, n);
+  assert.match(blocking.summary, new RegExp(`ran them ${stats.offload_threads} at a time`));
+  assert.ok(blocking.total >= rounds * delay * 0.95, `${rounds} rounds of ${delay} ms, measured ${blocking.total} ms`);
+  const ends = (await page.locator('#run-blocking svg g.bar title').allTextContents())
+    .map((t) => numberIn(/answered at ([\d,.]+) ms/.exec(t)[1])).sort((a, b) => a - b);
+  let groups = 1;
+  for (let i = 1; i < ends.length; i += 1) if (ends[i] - ends[i - 1] > delay / 2) groups += 1;
+  assert.ok(groups >= rounds, `answers in ${groups} steps, expected ${rounds}: ${ends.join(', ')}`);
+
   assert.equal(await text('#lab-status'),
     `Done. All at once: ${ms(atOnce.total)}; one after another: ${ms(sequential.total)}; ` +
-    `fan-out on the server: ${ms(parallel.total)}; over one WebSocket: ${ms(socket.total)}. ` +
-    `N × latency = ${ms(n * delay)}.`);
+    `fan-out on the server: ${ms(parallel.total)}; over one WebSocket: ${ms(socket.total)}; ` +
+    `a thread per request: ${ms(blocking.total)}. N × latency = ${ms(n * delay)}.`);
   await shoot('05-lab', page.locator('#lab'));
 });
 
@@ -273,9 +297,85 @@ test('Concurrency lab: Stop ends a run at once', async () => {
   assert.equal(await text('#run-at-once-summary'), 'Stopped before it finished.');
   assert.equal(await text('#run-sequential-summary'), 'Not run.');
   assert.equal(await text('#run-parallel-summary'), 'Not run.');
+  assert.equal(await text('#run-blocking-summary'), 'Not run.');
   assert.equal(await page.locator('#lab-stop').isDisabled(), true);
   assert.equal(await page.evaluate(() => document.activeElement.id), 'lab-run', 'the focus goes back to Run');
   assert.equal(await page.locator('#lab-run').getAttribute('aria-disabled'), null, 'Run can be pressed again');
+});
+
+test('Blocking the loop: /healthz stalls while the loop counts primes, not while the pool does', { timeout: 60_000 }, async () => {
+  await page.locator('#loop-run').click();
+  await page.locator('#loop-status', { hasText: /^Done\./ }).waitFor({ timeout: 30_000 });
+  const worst = async (id) => numberIn(/the longest ([\d,.]+ ms)/.exec(await text(`#${id}-summary`))[1]);
+  const offloaded = await worst('loop-offload');
+  const onLoop = await worst('loop-blocking');
+  // Structural: on the loop a round trip waits for much of the 1 s of counting; offloaded none does.
+  assert.ok(onLoop > 300, `on the loop the longest round trip took ${onLoop} ms`);
+  assert.ok(offloaded < onLoop / 2, `offloaded ${offloaded} ms, on the loop ${onLoop} ms`);
+  for (const id of ['loop-offload', 'loop-blocking']) {
+    assert.ok(await page.locator(`#${id}-chart rect.seg-server`).count() >= 1, `${id}: the CPU calls are drawn`);
+    assert.ok(await page.locator(`#${id}-chart rect.seg-busy`).count() >= 2, `${id}: the round trips are drawn`);
+  }
+  await shoot('06-loop', page.locator('#loop'));
+});
+
+test('Jobs: a bar per job moves to 100 % from live events, and Cancel stops one', { timeout: 60_000 }, async () => {
+  const polls = [];
+  const onRequest = (request) => {
+    const path = new URL(request.url()).pathname;
+    if (request.method() === 'GET' && /^\/api\/jobs\/\d+$/.test(path)) polls.push(path);
+  };
+  page.on('request', onRequest);
+  try {
+    await page.locator('#jobs-queries').fill('8');
+    await page.locator('#jobs-delay').fill('100');
+    await page.locator('#jobs-parallel').fill('1');
+    await page.locator('#jobs-cpu').fill('200');
+    const { status, body } = await answerTo('/api/jobs', () => page.locator('#jobs-start').click(), page, 'POST');
+    assert.equal(status, 202);
+    const row = page.locator(`#jobs-list [data-job="${body.id}"]`);
+    await row.waitFor();
+    // Record every value the bar takes, from the page's side.
+    await page.evaluate((id) => {
+      const bar = document.querySelector(`#jobs-list [data-job="${id}"] progress`);
+      window.jobValues = [bar.value];
+      const watch = () => { window.jobValues.push(bar.value); if (bar.value < 1) requestAnimationFrame(watch); };
+      requestAnimationFrame(watch);
+    }, body.id);
+    await page.locator(`#jobs-list [data-job="${body.id}"][data-state="done"]`).waitFor({ timeout: 20_000 });
+    assert.equal(await row.locator('progress').evaluate((b) => b.value), 1);
+    assert.equal(await text('.job-percent', row), '100 %');
+    const values = await page.evaluate(() => window.jobValues);
+    assert.ok(values.some((v) => v > 0 && v < 1), `the bar moved in steps: ${values.slice(0, 20).join(', ')}`);
+    assert.deepEqual(values, [...values].sort((a, b) => a - b), 'the bar never went back');
+    assert.match(await text('.job-result', row), /^40 rows from 8 queries \(1 at a time\)/);
+    assert.equal(await row.locator('button').isDisabled(), true, 'a finished job cannot be cancelled');
+
+    // A long one, cancelled from its button.
+    await page.locator('#jobs-queries').fill('100');
+    await page.locator('#jobs-delay').fill('1000');
+    const long = await answerTo('/api/jobs', () => page.locator('#jobs-start').click(), page, 'POST');
+    const longRow = page.locator(`#jobs-list [data-job="${long.body.id}"]`);
+    await longRow.locator('button').click();
+    await page.locator(`#jobs-list [data-job="${long.body.id}"][data-state="cancelled"]`).waitFor({ timeout: 5_000 });
+    assert.equal(await text('.job-result', longRow), 'cancelled by request');
+    assert.deepEqual(polls, [], 'the panel never polls a job');
+  } finally {
+    page.off('request', onRequest);
+  }
+  await shoot('07-jobs', page.locator('#jobs'));
+});
+
+test('Combined: its own delay control sets the database side, so the two bars differ', async () => {
+  await page.locator('#combined-delay').fill('600');
+  const { status, body } = await answerTo('/api/combined', () => page.locator('#combined-run').click());
+  assert.equal(status, 200);
+  assert.ok(body.database.elapsed_ms >= 590, `database ${body.database.elapsed_ms} ms`);
+  assert.ok(body.external.elapsed_ms < body.database.elapsed_ms, 'the upstream answers first');
+  await page.locator('#combined-status', { hasText: 'both calls answered' }).waitFor();
+  const widths = await page.locator('#combined-chart rect.seg').evaluateAll((rects) =>
+    rects.map((r) => Number(r.getAttribute('width'))));
+  assert.ok(widths[0] > widths[1] * 1.5, `the database bar is the longer: ${widths}`);
 });
 
 test('Items: list, add, a 422 shown by its field, edit in place, delete', { timeout: 60_000 }, async () => {
@@ -529,7 +629,7 @@ test('accessible: labelled controls, named buttons, readable contrast, skip link
   assert.deepEqual(unnamed, [], 'every button has a name');
   const charts = await page.evaluate(() => [...document.querySelectorAll('svg.timeline')]
     .map((svg) => document.getElementById(svg.getAttribute('aria-labelledby'))?.textContent.trim() ?? ''));
-  assert.ok(charts.length === 5 && charts.every((c) => c.length > 0), 'every chart is described in words');
+  assert.ok(charts.length === 8 && charts.every((c) => c.length > 0), 'every chart is described in words');
 
   // WCAG AA: 4.5:1 for the text of every visible element, in the light and the dark scheme.
   for (const colorScheme of ['light', 'dark']) {

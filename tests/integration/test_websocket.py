@@ -25,7 +25,7 @@ The contract:
 * The demo protocol: JSON text messages ``{"op": ...}``. ``echo`` sends the message
   back; ``db`` runs a query as a task of the socket (so many run at once and answer
   in the order they finish) and answers ``{"op":"db","id":...}``; ``subscribe`` /
-  ``unsubscribe`` to ``items`` start and stop ``{"op":"event","topic":"items",...}``
+  ``unsubscribe`` to ``items`` (or ``jobs``) start and stop ``{"op":"event","topic":"items",...}``
   messages for every change made through /api/items. A bad message is answered
   ``{"op":"error","detail":...}`` and the socket stays open.
 * Limits and lifecycle. A peer that does not read while its send queue
@@ -817,6 +817,28 @@ class Demo(WsTestCase):
                     self.fail("an event after unsubscribe: %r" % got)
                 await ws.send(ECHO)
                 self.assertEqual(await asyncio.wait_for(ws.recv(), 5), ECHO)
+        run_async(go())
+
+    def test_the_jobs_topic_carries_a_jobs_changes_to_its_end(self):
+        def start_job():
+            res = self.srv.request("POST", "/api/jobs", {"Content-Type": "application/json"},
+                                   json.dumps({"queries": 3, "delay_ms": 20, "parallel": 1}))
+            self.assertEqual(res.status, 202, res)
+            return res.json()
+
+        async def go():
+            async with ws_connect(self.url) as ws:
+                await ws.send('{"op":"subscribe","topic":"jobs"}')
+                self.assertEqual(await recv_json(ws), {"op": "subscribed", "topic": "jobs"})
+                job = await asyncio.to_thread(start_job)
+                states = []
+                while not states or states[-1]["state"] not in ("done", "failed", "cancelled"):
+                    ev = await recv_json(ws)
+                    self.assertEqual((ev.get("op"), ev.get("topic")), ("event", "jobs"), ev)
+                    if ev["data"]["id"] == job["id"]:
+                        states.append(ev["data"])
+                self.assertEqual(states[0]["state"], "running", states)
+                self.assertEqual((states[-1]["state"], states[-1]["progress"]), ("done", 1), states)
         run_async(go())
 
 

@@ -1,5 +1,5 @@
-// The Combined panel: GET /api/combined runs a database query and the upstream
-// call at the same time. Both bars start at 0 on one axis, so the overlap shows.
+// The Combined panel: GET /api/combined?delay_ms=D runs a database query (of the
+// panel's own latency D) and the upstream call at the same time. Both bars start at 0 on one axis, so the overlap shows.
 //
 // The answer: {"source":"combined","elapsed_ms":…,
 //              "database":{"elapsed_ms":…,"items":[…]},
@@ -14,6 +14,7 @@ export function setupCombined() {
   const button = document.getElementById('combined-run');
   const problemBox = document.getElementById('combined-problem');
   const chart = document.getElementById('combined-chart');
+  const delayInput = document.getElementById('combined-delay');
 
   button.addEventListener('click', () => whileBusy(button, runBoth));
 
@@ -22,7 +23,8 @@ export function setupCombined() {
     setText('combined-status', 'Running the query and the upstream call…');
     let answer;
     try {
-      answer = await call('/api/combined');
+      // The database side's latency is the panel's own; the upstream's is the server's.
+      answer = await call(`/api/combined?${new URLSearchParams({ delay_ms: delayInput.value })}`);
     } catch (error) {
       setText('combined-status', '');
       showProblem(problemBox, networkProblem(error));

@@ -1,9 +1,15 @@
-// The Concurrency lab: N queries of the same latency, sent four ways.
+// The Concurrency lab: N queries of the same latency, sent four ways, then N
+// requests that each block a server thread.
 //
 //   1. all at once from the browser   N fetches started together
 //   2. one after another              each fetch started when the previous one answered
 //   3. fan-out on the server          one /api/db/parallel request; the server runs the N
 //   4. over one WebSocket             N messages on one connection (js/socket.js)
+//   5. a thread per request           N fetches of /api/blocking: each holds an offload
+//                                     thread for the latency, so they end in steps
+//
+// The server's side comes from /api/stats: its thread counts, and the peak number of
+// requests in flight during each run (POST /api/stats/peak starts a new peak).
 //
 // Every bar is measured here with performance.now(), except the query bars of run 3,
 // which the server times and reports (elapsed_ms of each query). All four charts
@@ -27,6 +33,7 @@ const RUNS = [
   { id: 'run-sequential', name: 'one after another', measure: oneAfterAnother },
   { id: 'run-parallel', name: 'fan-out on the server', measure: serverFanOut },
   { id: 'run-socket', name: 'over one WebSocket', measure: overOneSocket },
+  { id: 'run-blocking', name: 'a thread per request', measure: threadPerRequest },
 ];
 
 export function setupLab() {
@@ -54,7 +61,7 @@ export function setupLab() {
     controller = new AbortController();
     stopButton.disabled = false;
     progress.hidden = false;
-    progress.max = 3 * n + Math.ceil(n / MAX_QUERIES_PER_REQUEST);
+    progress.max = 4 * n + Math.ceil(n / MAX_QUERIES_PER_REQUEST);
     progress.value = 0;
     const tick = () => { progress.value += 1; };
 
@@ -65,11 +72,16 @@ export function setupLab() {
 
     const done = [];
     try {
+      const server = await serverStats('GET', controller.signal);
+      showServerSide(server);
       for (const [index, run] of RUNS.entries()) {
-        setText('lab-status', `Run ${index + 1} of ${RUNS.length} (${run.name}): ${n} queries…`);
+        setText('lab-status', `Run ${index + 1} of ${RUNS.length} (${run.name}): ${n} ${index === 4 ? 'requests' : 'queries'}…`);
         setText(`${run.id}-summary`, 'Running…');
+        await serverStats('POST', controller.signal);
         performance.clearResourceTimings();
         const result = await run.measure(n, delay, controller.signal, tick);
+        const after = await serverStats('GET', controller.signal);
+        result.server = after;
         done.push({ run, result });
         // Each new run may stretch the shared axis: draw them all again.
         const maxMs = Math.max(1, ...done.map((d) => d.result.totalMs));
@@ -94,7 +106,28 @@ export function setupLab() {
   }
 }
 
-// ───── The three ways of sending ─────
+// ───── The server's side ─────
+
+/** GET /api/stats, or POST /api/stats/peak (which starts a new peak); its JSON. */
+async function serverStats(method, signal) {
+  const answer = await call(method === 'POST' ? '/api/stats/peak' : '/api/stats', { method, signal });
+  if (!answer.ok) throw Object.assign(new Error(`/api/stats answered ${answer.status}`), { name: 'StatsError' });
+  return answer.data;
+}
+
+function showServerSide(stats) {
+  const box = document.getElementById('lab-server');
+  box.replaceChildren(
+    "The server's side: ",
+    el('strong', { class: 'lab-threads' }, `${stats.threads} event-loop ${stats.threads === 1 ? 'thread' : 'threads'}`),
+    ' serve every request; ',
+    el('strong', { class: 'lab-offload-threads' }, `${stats.offload_threads} offload ${stats.offload_threads === 1 ? 'thread' : 'threads'}`),
+    ' run the blocking calls of the fifth run.');
+  box.dataset.threads = String(stats.threads);
+  box.dataset.offloadThreads = String(stats.offload_threads);
+}
+
+// ───── The ways of sending ─────
 // Each returns { rows, totalMs, ... } with times in ms since the run started.
 
 async function allAtOnce(n, delay, signal, tick) {
@@ -114,6 +147,16 @@ async function oneAfterAnother(n, delay, signal, tick) {
     answers.push(await call(queryUrl('/api/db', { delay_ms: delay }, i), { signal }));
     tick();
   }
+  return browserRun(answers, t0);
+}
+
+async function threadPerRequest(n, delay, signal, tick) {
+  const t0 = performance.now();
+  const answers = await Promise.all(range(n).map(async (i) => {
+    const answer = await call(queryUrl('/api/blocking', { ms: delay }, i), { signal });
+    tick();
+    return answer;
+  }));
   return browserRun(answers, t0);
 }
 
@@ -220,7 +263,12 @@ function drawRun(run, result, n, delay, maxMs) {
     el('span', { class: 'run-estimate' }, `N × latency = ${n} × ${formatMs(delay)} = ${formatMs(n * delay)}.`),
     ' ',
   ];
-  if (run.id === 'run-socket') {
+  if (run.id === 'run-blocking') {
+    const threads = result.server?.offload_threads;
+    parts.push(`The server ran them ${threads} at a time, one offload thread each (--offload-threads ${threads}): ` +
+      `they finish in steps of ${threads}, every ${formatMs(delay)}, as on a server that gives every request a worker` +
+      (result.peak !== null && result.peak < n ? ` (and the browser kept at most ${result.peak} on the wire).` : '.'));
+  } else if (run.id === 'run-socket') {
     parts.push(`All ${n} went out on one connection (opened in ${formatMs(result.handshakeMs)} before the run); ` +
       `at most ${result.peak} were in flight on it at once.`);
   } else if (run.id === 'run-parallel') {
@@ -234,6 +282,13 @@ function drawRun(run, result, n, delay, maxMs) {
     parts.push(`At most ${result.peak} were on the wire at once; the others waited in the browser for a connection.`);
   } else {
     parts.push(`All ${n} were on the wire at once.`);
+  }
+  if (result.server) {
+    const s = result.server;
+    parts.push(' ', el('span', { class: 'run-server' }, 'On the server: at most ',
+      el('strong', { class: 'run-peak' }, String(s.peak_in_flight)),
+      ` ${s.peak_in_flight === 1 ? 'request' : 'requests'} in flight at once, on ${s.threads} ` +
+      `${s.threads === 1 ? 'thread' : 'threads'}.`));
   }
   if (result.failed) {
     const p = result.problem;

@@ -1,6 +1,7 @@
 // The live event feed: GET /api/events, Server-Sent Events, read with EventSource.
 //
 //   event: item     id: N   data: {"op":"created"|"updated"|"deleted","item":{…}}
+//   event: job      id: N   data: the job, as GET /api/jobs/{id} answers it
 //   event: reset            data: {"last_event_id":N,"oldest_id":M}: events were missed
 //   : connected, : ping     comments (heartbeats): EventSource never shows them
 //
@@ -22,13 +23,14 @@ let source = null;
 let retryTimer = null;
 let retries = 0;
 let pauses = 0;
-const listeners = { state: [], open: [], item: [], reset: [] };
+const listeners = { state: [], open: [], item: [], job: [], reset: [] };
 
 /**
  * Calls `listener` on a feed happening:
  *   'state'  (state)          the feed went live, is reconnecting, was paused
  *   'open'   ()               the feed is (again) connected: what happened while it was not may be missed
  *   'item'   ({op, item, id}) an item was created, updated or deleted; `id` is the event's sequence number
+ *   'job'    (job)            a background job started, made progress or ended
  *   'reset'  (data)           events were missed: whatever was drawn from them is out of date
  */
 export function onFeed(name, listener) {
@@ -90,6 +92,10 @@ function connect() {
     } else {
       emit('reset', data); // an event this page cannot read: start afresh rather than guess
     }
+  });
+  feed.addEventListener('job', (event) => {
+    const job = parse(event.data);
+    if (job && job.id !== undefined) emit('job', job);
   });
   feed.addEventListener('reset', (event) => emit('reset', parse(event.data)));
 }
