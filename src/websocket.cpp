@@ -186,7 +186,7 @@ public:
     {
         if (read_ended_)
             co_return read_error_;
-        auto [ec, n] = co_await ws_.async_read(rbuf_, nothrow_awaitable);
+        auto [ec, n] = co_await ws_.async_read(rbuf_, asio::bind_cancellation_slot(read_cancel_.slot(), nothrow_awaitable));
         if (ec)
         {
             read_ended_ = closing_ = true;
@@ -395,25 +395,30 @@ private:
             if (!hurry_)
                 arm_guard(opts_.write_timeout);
             auto self = this->shared_from_this();
+            auto slot = write_cancel_.slot();
             if (item.k == kind::ping)
-                ws_.async_ping(ws::ping_data{item.data}, [self](boost::system::error_code ec) { self->written(ec); });
+                ws_.async_ping(ws::ping_data{item.data},
+                               asio::bind_cancellation_slot(slot, [self](boost::system::error_code ec) { self->written(ec); }));
             else
             {
                 ws_.text(item.k == kind::text);
                 ws_.async_write(asio::buffer(item.data),
-                                [self](boost::system::error_code ec, std::size_t) { self->written(ec); });
+                                asio::bind_cancellation_slot(slot, [self](boost::system::error_code ec, std::size_t) {
+                                    self->written(ec);
+                                }));
             }
             return;
         }
         if (close_pending_ && !close_sent_)
         {
             writing_ = close_sent_ = true;
-            ws_.async_close(close_reason_, [self = this->shared_from_this()](boost::system::error_code) {
-                self->writing_ = false;
-                self->close_done_ = true;
-                self->guard_.cancel();
-                self->joined_.cancel();
-            });
+            ws_.async_close(close_reason_, asio::bind_cancellation_slot(write_cancel_.slot(),
+                                                                         [self = this->shared_from_this()](boost::system::error_code) {
+                                                                             self->writing_ = false;
+                                                                             self->close_done_ = true;
+                                                                             self->guard_.cancel();
+                                                                             self->joined_.cancel();
+                                                                         }));
             return;
         }
         joined_.cancel();
@@ -454,8 +459,20 @@ private:
         }
     }
 
-    // Past the guard the TCP connection is closed under the stream: every pending
-    // operation fails, and the coroutines end.
+    // Ends the connection however its operations stand. Closing the socket fails what
+    // waits on it; the cancellations end what waits inside Beast: in Beast 1.81 a close
+    // that waits for the reader while the reader, failing a frame it had buffered, waits
+    // for the writer, waits forever (found by tests/fuzz/fuzz_websocket.cpp).
+    void drop()
+    {
+        boost::system::error_code ignored;
+        conn_.socket().close(ignored);
+        read_cancel_.emit(asio::cancellation_type::terminal);
+        write_cancel_.emit(asio::cancellation_type::terminal);
+    }
+
+    // Past the guard the connection is dropped (see `drop`): every operation fails,
+    // and the coroutines end.
     void arm_guard(std::chrono::milliseconds d)
     {
         guard_.expires_after(d);
@@ -465,8 +482,7 @@ private:
             if (auto self = w.lock())
             {
                 self->debug("write timed out, dropping the connection");
-                boost::system::error_code ignored;
-                self->conn_.socket().close(ignored);
+                self->drop();
             }
         });
     }
@@ -491,6 +507,7 @@ private:
     beast::flat_buffer rbuf_;
     std::deque<outgoing> queue_;
     std::size_t queued_bytes_ = 0;
+    asio::cancellation_signal read_cancel_, write_cancel_; // the read and the write in flight
     asio::steady_timer guard_;  // the write in progress
     asio::steady_timer joined_; // the end of the handler's tasks, and of the writer
     std::map<std::uint64_t, std::unique_ptr<asio::cancellation_signal>> tasks_;

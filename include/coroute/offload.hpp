@@ -115,6 +115,9 @@ public:
 private:
     struct canceller
     {
+        // A constructor, not an aggregate: the slot builds it with parentheses,
+        // which clang 14 does not allow for aggregates.
+        explicit canceller(std::weak_ptr<offload_op> o) : op(std::move(o)) {}
         std::weak_ptr<offload_op> op;
         void operator()(asio::cancellation_type type)
         {
