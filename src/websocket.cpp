@@ -2,6 +2,8 @@
 // Beast's websocket::stream over the connection's own stream.
 #include "websocket_route.hpp"
 
+#include "memory_stream.hpp"
+
 #include <coroute/log.hpp>
 #include <coroute/problem.hpp>
 #include <coroute/request.hpp>
@@ -466,7 +468,7 @@ private:
             {
                 self->debug("write timed out, dropping the connection");
                 boost::system::error_code ignored;
-                self->conn_.socket().close(ignored);
+                beast::get_lowest_layer(self->ws_).close(ignored);
             }
         });
     }
@@ -508,6 +510,12 @@ asio::awaitable<void> run_websocket(upgraded& conn, response& head, request& req
     if (auto* tls = conn.tls())
     {
         auto s = std::make_shared<ws_socket<asio::ssl::stream<asio::ip::tcp::socket>>>(*tls, conn, req, route);
+        co_await s->run(head);
+    }
+    else if (auto* m = dynamic_cast<memory_connection*>(&conn); m && m->memory)
+    {
+        // The test client's connection (coroute::testing).
+        auto s = std::make_shared<ws_socket<memory_stream>>(*m->memory, conn, req, route);
         co_await s->run(head);
     }
     else
