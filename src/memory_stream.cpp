@@ -47,7 +47,7 @@ std::pair<memory_stream, memory_stream> memory_stream::make_pair(asio::any_io_ex
 }
 
 memory_stream::memory_stream(memory_stream&& other) noexcept
-    : state_(std::move(other.state_)), side_(other.side_), ex_(std::move(other.ex_))
+    : state_(std::move(other.state_)), side_(other.side_), ex_(other.ex_) // a moved-from end still completes its handlers
 {
 }
 
@@ -58,7 +58,7 @@ memory_stream& memory_stream::operator=(memory_stream&& other) noexcept
         close();
         state_ = std::move(other.state_);
         side_ = other.side_;
-        ex_ = std::move(other.ex_);
+        ex_ = other.ex_;
     }
     return *this;
 }

@@ -293,7 +293,8 @@ asio::awaitable<streamed_response> client::open(http::request<http::string_body>
 asio::awaitable<boost::system::result<websocket_client, response>> client::websocket(std::string_view target,
                                                                                     fields headers)
 {
-    return start_websocket(std::string{target}, std::move(headers));
+    std::string t{target};
+    return start_websocket(std::move(t), std::move(headers));
 }
 
 asio::awaitable<response> client::exchange(http::request<http::string_body> req)
@@ -366,17 +367,28 @@ asio::awaitable<boost::system::result<std::string>> streamed_response::read_some
     }
 }
 
-asio::awaitable<boost::system::result<std::string>> streamed_response::read_until(std::string text)
+namespace {
+
+asio::awaitable<boost::system::result<std::string>> read_until_in(streamed_response& s, std::string text)
 {
     std::string all;
-    while (all.find(text) == std::string::npos && !done())
+    while (all.find(text) == std::string::npos && !s.done())
     {
-        auto piece = co_await read_some();
+        auto piece = co_await s.read_some();
         if (!piece)
             co_return piece.error();
         all += *piece;
     }
     co_return all;
+}
+
+} // namespace
+
+// Not a coroutine: `text` is often a literal's temporary, which GCC 12 must not see
+// passed to a coroutine by value.
+asio::awaitable<boost::system::result<std::string>> streamed_response::read_until(std::string text)
+{
+    return read_until_in(*this, std::move(text));
 }
 
 asio::awaitable<boost::system::result<std::string>> streamed_response::read_all()
@@ -439,11 +451,21 @@ std::uint16_t websocket_client::close_code() const noexcept
     return impl_->ws.reason().code;
 }
 
+namespace {
+
+asio::awaitable<boost::system::error_code> send_on(ws::stream<memory_stream>& ws, std::string data, bool text)
+{
+    ws.text(text);
+    auto [ec, n] = co_await ws.async_write(asio::buffer(data), nothrow_awaitable);
+    co_return ec;
+}
+
+} // namespace
+
+// Not a coroutine, as read_until above.
 asio::awaitable<boost::system::error_code> websocket_client::send(std::string data, bool text)
 {
-    impl_->ws.text(text);
-    auto [ec, n] = co_await impl_->ws.async_write(asio::buffer(data), nothrow_awaitable);
-    co_return ec;
+    return send_on(impl_->ws, std::move(data), text);
 }
 
 asio::awaitable<boost::system::result<ws_message>> websocket_client::read()

@@ -119,6 +119,9 @@ TEST_CASE("testing: a route answers through the server's writer: status, body, f
     CHECK_FALSE(res[http::field::date].empty());
     CHECK_FALSE(res["X-Request-Id"].empty());
     CHECK(client.get_sync("/hello/x", {{"X-Request-Id", "mine-1"}})["X-Request-Id"] == "mine-1");
+    CHECK(res.keep_alive());
+    client.drain();
+    CHECK_FALSE(client.get_sync("/hello/x").keep_alive());
 }
 
 TEST_CASE("testing: HEAD, 404, 405 and OPTIONS are what a client over TCP gets", "[testing]")
