@@ -29,6 +29,28 @@ struct memory_stream::state
     one_pipe pipes[2]; // pipes[i]: written by end i, read by end 1 - i
     bool closed[2] = {false, false};
     std::uint64_t next_serial = 0;
+    // watch_peer's callback of each end, and its generation: a callback already posted
+    // when it was replaced does nothing.
+    std::function<void()> on_peer_closed[2];
+    asio::any_io_executor watcher_ex[2];
+    std::uint64_t watch_gen[2] = {0, 0};
+
+    // Under the lock: posts end `side`'s callback, once.
+    void notify_watcher(const std::shared_ptr<state>& self, int side)
+    {
+        auto f = std::move(on_peer_closed[side]);
+        on_peer_closed[side] = nullptr;
+        if (!f)
+            return;
+        asio::post(watcher_ex[side], [self, side, gen = watch_gen[side], f = std::move(f)] {
+            {
+                std::lock_guard l{self->mutex};
+                if (self->watch_gen[side] != gen)
+                    return;
+            }
+            f();
+        });
+    }
 
     explicit state(std::size_t cap) : capacity(cap) {}
 
@@ -173,6 +195,9 @@ void memory_stream::close(boost::system::error_code& ec)
     state::wake(out.writer, asio::error::operation_aborted);
     state::wake(out.reader);
     state::wake(in.writer);
+    s.notify_watcher(state_, 1 - side_);
+    ++s.watch_gen[side_];
+    s.on_peer_closed[side_] = nullptr;
 }
 
 void memory_stream::cancel(boost::system::error_code& ec)
@@ -196,6 +221,28 @@ void memory_stream::shutdown(asio::socket_base::shutdown_type what, boost::syste
     auto& out = state_->pipes[side_];
     out.writer_done = true;
     state::wake(out.reader);
+}
+
+void memory_stream::watch_peer(std::function<void()> f)
+{
+    if (!state_)
+        return;
+    auto l = lock(*state_);
+    auto& s = *state_;
+    ++s.watch_gen[side_];
+    s.on_peer_closed[side_] = std::move(f);
+    s.watcher_ex[side_] = ex_;
+    if (s.closed[1 - side_])
+        s.notify_watcher(state_, side_);
+}
+
+void memory_stream::unwatch_peer()
+{
+    if (!state_)
+        return;
+    auto l = lock(*state_);
+    ++state_->watch_gen[side_];
+    state_->on_peer_closed[side_] = nullptr;
 }
 
 void teardown(beast::role_type, memory_stream& s, boost::system::error_code& ec)

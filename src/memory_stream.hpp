@@ -19,6 +19,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <utility>
@@ -82,6 +83,12 @@ public:
     void cancel(boost::system::error_code& ec);
     /// `shutdown_send`: the peer reads end of stream after what was written.
     void shutdown(asio::socket_base::shutdown_type what, boost::system::error_code& ec);
+
+    /// Calls `f` on this end's executor once the peer has closed (soon, if it has), as
+    /// the server's peer watch does for TCP: a client that left cancels its handler.
+    /// A later `watch_peer` or `unwatch_peer` replaces it.
+    void watch_peer(std::function<void()> f);
+    void unwatch_peer();
 
     /// Beast's close_socket (WebSocket timeouts) closes this end.
     friend void beast_close_socket(memory_stream& s) { s.close(); }

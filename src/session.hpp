@@ -283,7 +283,17 @@ private:
 
     void watch_peer(bool streaming = false)
     {
-        if constexpr (std::is_same_v<Stream, asio::ip::tcp::socket>)
+        if constexpr (is_memory_stream<Stream>)
+        {
+            if ((!srv_->opts.cancel_on_disconnect && !streaming) || buffer_.size() > 0)
+                return;
+            // Weak: the callback is kept in the stream the session owns.
+            socket().watch_peer([w = this->weak_from_this()] {
+                if (auto self = w.lock())
+                    self->cancel_.emit(asio::cancellation_type::terminal);
+            });
+        }
+        else if constexpr (std::is_same_v<Stream, asio::ip::tcp::socket>)
         {
             // Not asked for, or pipelined bytes are waiting: the client is there. A
             // produced body is always watched: it may run for hours.
@@ -297,7 +307,9 @@ private:
 
     void stop_watching_peer(bool streaming = false)
     {
-        if constexpr (std::is_same_v<Stream, asio::ip::tcp::socket>)
+        if constexpr (is_memory_stream<Stream>)
+            socket().unwatch_peer();
+        else if constexpr (std::is_same_v<Stream, asio::ip::tcp::socket>)
             if (srv_->opts.cancel_on_disconnect || streaming)
                 peer_.stop(socket());
     }

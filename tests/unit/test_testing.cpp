@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 
 using namespace coroute;
@@ -209,6 +210,19 @@ TEST_CASE("testing: a sync call gives up after the client's timeout, and the han
 
 namespace {
 
+// Polls `done` every millisecond on the caller's executor.
+asio::awaitable<void> wait_until(std::function<bool()> done)
+{
+    asio::steady_timer t{co_await asio::this_coro::executor};
+    while (!done())
+    {
+        t.expires_after(1ms);
+        auto [ec] = co_await t.async_wait(nothrow_awaitable);
+        if (ec)
+            co_return;
+    }
+}
+
 asio::awaitable<std::string> two_calls(testing::client& c)
 {
     auto a = co_await c.get("/hello/a");
@@ -270,6 +284,24 @@ asio::awaitable<response> serve_file(fs::path path)
 }
 
 } // namespace
+
+TEST_CASE("testing: a reader that leaves ends its stream: the producer is cancelled at once", "[testing][stream]")
+{
+    auto hub = std::make_shared<event_hub>();
+    auto r = std::make_shared<router>();
+    r->get("/events", hub->handler());
+    testing::client client{r};
+    {
+        auto s = client.run(client.open(testing::make_request(http::verb::get, "/events")));
+        REQUIRE(client.run(s.read_until("\n\n")).has_value());
+        CHECK(hub->subscribers() == 1);
+    }
+    // Long before the 15 s heartbeat would have found the reader gone.
+    client.set_timeout(2s);
+    std::function<bool()> gone = [&] { return hub->subscribers() == 0 && client.connections() == 0; };
+    client.run(wait_until(gone));
+    CHECK(hub->subscribers() == 0);
+}
 
 TEST_CASE("testing: a file larger than the in-memory stream's buffer arrives whole", "[testing][stream]")
 {
