@@ -18,7 +18,9 @@ namespace {
 // Through the server's own connection code, as a client would see it.
 response call(const router& r, http::verb method, std::string target, testing::fields headers = {})
 {
-    testing::client client{r, {.log = std::make_shared<logger>(log_level::off, false)}};
+    server_options quiet;
+    quiet.log = std::make_shared<logger>(log_level::off, false);
+    testing::client client{r, quiet};
     return client.send_sync(testing::make_request(method, target, std::move(headers)));
 }
 
