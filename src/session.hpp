@@ -2,6 +2,7 @@
 // One connection: read a request, dispatch it under its deadline, write the answer;
 // again until the connection ends.
 
+#include "memory_stream.hpp"
 #include "peer_watch.hpp"
 #include "request_reader.hpp"
 #include "response_writer.hpp"
@@ -14,6 +15,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <boost/beast/core/stream_traits.hpp>
 
 #include <chrono>
 #include <memory>
@@ -22,7 +24,11 @@
 namespace coroute::detail {
 
 template <class Stream>
-constexpr bool is_tls_stream = !std::is_same_v<Stream, asio::ip::tcp::socket>;
+constexpr bool is_tls_stream = std::is_same_v<Stream, asio::ssl::stream<asio::ip::tcp::socket>>;
+
+/// The in-memory connection of the test client (coroute::testing): no socket under it.
+template <class Stream>
+constexpr bool is_memory_stream = std::is_same_v<Stream, memory_stream>;
 
 /// A connection's coroutine, on its own strand. Requests are answered one after
 /// another, in order, so pipelined requests get their answers in order.
@@ -30,21 +36,32 @@ constexpr bool is_tls_stream = !std::is_same_v<Stream, asio::ip::tcp::socket>;
 /// Everything that waits on the stream happens in `run`'s coroutine: the reader, the
 /// writer, a produced body, an upgrade handler. Timer and peer-watch callbacks only
 /// cancel; they never touch the stream's data.
+///
+/// `Stream` is a TCP socket, a TLS stream over one, or an in-memory stream; the
+/// listener instantiates the first two, the test client the third.
 template <class Stream>
 class session final : public session_base, public std::enable_shared_from_this<session<Stream>>
 {
 public:
+    /// The stream's lowest layer: the TCP socket, or the in-memory stream itself.
+    using transport_type = std::remove_reference_t<decltype(beast::get_lowest_layer(std::declval<Stream&>()))>;
+
     template <class... Args>
-    session(std::shared_ptr<server_state> srv, asio::ip::tcp::socket sock, Args&&... args)
+    session(std::shared_ptr<server_state> srv, transport_type sock, Args&&... args)
         : srv_(std::move(srv)), stream_(std::move(sock), std::forward<Args>(args)...),
           watchdog_(socket().get_executor(), cancel_),
           buffer_(srv_->opts.target_limit + srv_->opts.header_limit + 64 * 1024),
           reader_(stream_, buffer_, watchdog_, srv_->reading, srv_->ids),
           writer_(stream_, watchdog_, srv_->opts.write_timeout)
     {
-        boost::system::error_code ec;
-        auto ep = socket().remote_endpoint(ec);
-        remote_ = ec ? std::string{"-"} : ep.address().to_string();
+        if constexpr (is_memory_stream<Stream>)
+            remote_ = "in-memory";
+        else
+        {
+            boost::system::error_code ec;
+            auto ep = socket().remote_endpoint(ec);
+            remote_ = ec ? std::string{"-"} : ep.address().to_string();
+        }
         watchdog_.set_io_timeout_action([this] {
             boost::system::error_code ignored;
             socket().cancel(ignored); // also what a TLS stream's inner operations wait on
@@ -200,11 +217,21 @@ private:
     }
 
     // The upgraded connection, as its handler sees it.
-    class upgraded_connection final : public upgraded
+    class upgraded_connection final : public upgraded, public memory_connection
     {
     public:
-        explicit upgraded_connection(session& s) : s_(s) {}
-        asio::ip::tcp::socket& socket() override { return s_.socket(); }
+        explicit upgraded_connection(session& s) : s_(s)
+        {
+            if constexpr (is_memory_stream<Stream>)
+                memory = &s_.stream_;
+        }
+        asio::ip::tcp::socket& socket() override
+        {
+            if constexpr (is_memory_stream<Stream>)
+                throw std::logic_error("an in-memory connection has no socket: test this upgrade over loopback");
+            else
+                return s_.socket();
+        }
         asio::ssl::stream<asio::ip::tcp::socket>* tls() override
         {
             if constexpr (std::is_same_v<Stream, asio::ssl::stream<asio::ip::tcp::socket>>)
@@ -258,7 +285,17 @@ private:
 
     void watch_peer(bool streaming = false)
     {
-        if constexpr (!is_tls_stream<Stream>)
+        if constexpr (is_memory_stream<Stream>)
+        {
+            if ((!srv_->opts.cancel_on_disconnect && !streaming) || buffer_.size() > 0)
+                return;
+            // Weak: the callback is kept in the stream the session owns.
+            socket().watch_peer([w = this->weak_from_this()] {
+                if (auto self = w.lock())
+                    self->cancel_.emit(asio::cancellation_type::terminal);
+            });
+        }
+        else if constexpr (std::is_same_v<Stream, asio::ip::tcp::socket>)
         {
             // Not asked for, or pipelined bytes are waiting: the client is there. A
             // produced body is always watched: it may run for hours.
@@ -272,7 +309,9 @@ private:
 
     void stop_watching_peer(bool streaming = false)
     {
-        if constexpr (!is_tls_stream<Stream>)
+        if constexpr (is_memory_stream<Stream>)
+            socket().unwatch_peer();
+        else if constexpr (std::is_same_v<Stream, asio::ip::tcp::socket>)
             if (srv_->opts.cancel_on_disconnect || streaming)
                 peer_.stop(socket());
     }
@@ -332,7 +371,7 @@ private:
         else
         {
             boost::system::error_code ec;
-            socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+            socket().shutdown(asio::socket_base::shutdown_send, ec);
             std::size_t drained = 0;
             char sink[4096];
             while (drained < 4 * 1024 * 1024) // nginx lingers longer still; 2 s and 4 MiB bound it here
@@ -366,13 +405,7 @@ private:
                            req.id()});
     }
 
-    asio::ip::tcp::socket& socket()
-    {
-        if constexpr (is_tls_stream<Stream>)
-            return stream_.next_layer();
-        else
-            return stream_;
-    }
+    transport_type& socket() { return beast::get_lowest_layer(stream_); }
 
     std::shared_ptr<server_state> srv_;
     Stream stream_;

@@ -2,6 +2,8 @@
 // Beast's websocket::stream over the connection's own stream.
 #include "websocket_route.hpp"
 
+#include "memory_stream.hpp"
+
 #include <coroute/log.hpp>
 #include <coroute/problem.hpp>
 #include <coroute/request.hpp>
@@ -466,7 +468,7 @@ private:
     void drop()
     {
         boost::system::error_code ignored;
-        conn_.socket().close(ignored);
+        beast::get_lowest_layer(ws_).close(ignored);
         read_cancel_.emit(asio::cancellation_type::terminal);
         write_cancel_.emit(asio::cancellation_type::terminal);
     }
@@ -525,6 +527,12 @@ asio::awaitable<void> run_websocket(upgraded& conn, response& head, request& req
     if (auto* tls = conn.tls())
     {
         auto s = std::make_shared<ws_socket<asio::ssl::stream<asio::ip::tcp::socket>>>(*tls, conn, req, route);
+        co_await s->run(head);
+    }
+    else if (auto* m = dynamic_cast<memory_connection*>(&conn); m && m->memory)
+    {
+        // The test client's connection (coroute::testing).
+        auto s = std::make_shared<ws_socket<memory_stream>>(*m->memory, conn, req, route);
         co_await s->run(head);
     }
     else

@@ -6,6 +6,7 @@ usage: run.py BUILD_DIR SERVER
   client: exits 0 with the answer from coroute-server's built-in upstream when given
           the certificate --upstream-cert-out wrote, and exits 1 with the reason when
           the certificate is not trusted or nothing listens.
+  route_test: the Catch2 tests of a route through coroute::testing pass.
 """
 
 import json
@@ -72,6 +73,13 @@ class Embed(unittest.TestCase):
         finally:
             code, err = stop(proc)
         self.assertEqual(code, 0, err)
+
+
+class RouteTest(unittest.TestCase):
+    def test_the_catch2_tests_of_a_route_pass(self):
+        p = subprocess.run([os.path.join(BUILD, "route_test")], capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("All tests passed (5 assertions in 2 test cases)", p.stdout)
 
 
 class Client(unittest.TestCase):

@@ -1,10 +1,11 @@
 #pragma once
 // A server embedded in a test: its own io_context on a thread of its own, a
-// loopback port chosen by the OS, shut down at scope exit.
+// loopback port chosen by the OS, shut down at scope exit; and a plain blocking client.
 
 #include <coroute/health.hpp>
 #include <coroute/response.hpp>
 #include <coroute/server.hpp>
+#include <coroute/testing.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -61,36 +62,37 @@ inline http::response<http::string_body> blocking_get(unsigned short port, std::
     return res;
 }
 
-// An existing Asio program: its own io_context and threads, with coroute added to it.
+// An existing Asio program: its own io_context and thread, with coroute added to it
+// (coroute::testing's loopback server, with the routes above and /healthz, /readyz).
 struct embedded
 {
     explicit embedded(server_options opts = {}, const std::function<void(router&)>& extra = {})
+        : live(routes_with(extra), quiet(std::move(opts)), true)
     {
-        opts.log = std::make_shared<logger>(log_level::off, false);
-        routes->get("/hello/{name}", &hello);
-        routes->get("/slow", &slow);
+    }
+
+    static std::shared_ptr<router> routes_with(const std::function<void(router&)>& extra)
+    {
+        auto r = std::make_shared<router>();
+        r->get("/hello/{name}", &hello);
+        r->get("/slow", &slow);
         if (extra)
-            extra(*routes);
-        srv = std::make_unique<server>(ioc.get_executor(), routes, opts);
-        add_health_routes(*routes, *srv);
-        port = srv->listen({asio::ip::make_address("127.0.0.1"), 0}).port();
-        srv->start();
-        thread = std::thread([this] { ioc.run(); });
+            extra(*r);
+        return r;
     }
 
-    ~embedded()
+    static server_options quiet(server_options o)
     {
-        asio::co_spawn(ioc, srv->shutdown(1s), [this](std::exception_ptr) { ioc.stop(); });
-        thread.join();
+        o.log = std::make_shared<logger>(log_level::off, false);
+        return o;
     }
 
-    http::response<http::string_body> get(std::string target) { return blocking_get(port, std::move(target)); }
+    http::response<http::string_body> get(std::string target) { return live.get(target); }
 
-    asio::io_context ioc;
-    std::shared_ptr<router> routes = std::make_shared<router>();
-    std::unique_ptr<server> srv;
-    unsigned short port = 0;
-    std::thread thread;
+    testing::live_server live;
+    asio::io_context& ioc = live.context();
+    server* srv = &live.server();
+    unsigned short port = live.port();
 };
 
 } // namespace coroute::test

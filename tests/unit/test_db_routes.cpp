@@ -2,14 +2,13 @@
 
 #include <catch2/catch.hpp>
 
-#include "support.hpp"
+#include <coroute/testing.hpp>
 
 #include <boost/json/parse.hpp>
 
 using namespace coroute;
 using namespace coroute::app;
 using namespace std::chrono_literals;
-using coroute::test::run_sync;
 
 namespace {
 
@@ -26,15 +25,13 @@ struct fixture
     response call(http::verb method, std::string target, std::string body = {},
                   std::string type = "application/json")
     {
-        request::message_type msg{method, target, 11};
-        if (!body.empty() || method == http::verb::post || method == http::verb::put)
-            msg.set(http::field::content_type, type);
-        msg.body() = std::move(body);
-        request req{std::move(msg), "t", request::clock::now() + 10s};
-        return run_sync(dispatch(routes, std::move(req)), 20s);
+        auto req = testing::make_request(method, target, {}, std::move(body));
+        if (!req.body().empty() || method == http::verb::post || method == http::verb::put)
+            req.set(http::field::content_type, type);
+        testing::client client{routes};
+        client.set_timeout(20s);
+        return client.send_sync(std::move(req));
     }
-
-    static asio::awaitable<response> dispatch(const router& r, request req) { co_return co_await r.dispatch(req); }
 
     router routes;
     std::shared_ptr<database> db;
