@@ -27,7 +27,7 @@ asio::awaitable<response> db_query(std::shared_ptr<database> db, request& req)
 {
     auto delay = delay_param(req);
     if (!delay)
-        co_return std::move(delay.error());
+        co_return delay.error();
     auto start = clock_type::now();
     auto rows = co_await db->query(10, *delay);
     if (!rows)
@@ -44,11 +44,11 @@ asio::awaitable<response> db_parallel(std::shared_ptr<database> db, request& req
 {
     auto queries = req.query_param<long long>("queries", 1, 100, 10);
     if (!queries)
-        co_return std::move(queries.error());
+        co_return queries.error();
     auto n = *queries;
     auto parsed_delay = delay_param(req);
     if (!parsed_delay)
-        co_return std::move(parsed_delay.error());
+        co_return parsed_delay.error();
     auto delay = *parsed_delay;
     auto d = delay.value_or(db->options().latency);
 
@@ -116,10 +116,10 @@ boost::system::result<item_target, response> item_target_of(const request& req)
 {
     auto id = item_id(req);
     if (!id)
-        return std::move(id.error());
+        return id.error();
     auto delay = delay_param(req);
     if (!delay)
-        return std::move(delay.error());
+        return delay.error();
     return item_target{*id, *delay};
 }
 
@@ -149,13 +149,13 @@ public:
             co_return co_await get_one(req);
         auto limit = req.query_param<long long>("limit", 1, 100, 20);
         if (!limit)
-            co_return std::move(limit.error());
+            co_return limit.error();
         auto offset = req.query_param<long long>("offset", 0, 1'000'000'000, 0);
         if (!offset)
-            co_return std::move(offset.error());
+            co_return offset.error();
         auto delay = delay_param(req);
         if (!delay)
-            co_return std::move(delay.error());
+            co_return delay.error();
         auto page = co_await db_->list(static_cast<std::size_t>(*limit), static_cast<std::size_t>(*offset), *delay);
         if (!page)
             co_return db_failure(page.error());
@@ -172,7 +172,7 @@ public:
             co_return std::move(*bad);
         auto delay = delay_param(req);
         if (!delay)
-            co_return std::move(delay.error());
+            co_return delay.error();
         auto row = co_await db_->insert(std::move(fields), *delay);
         if (!row)
             co_return db_failure(row.error());
@@ -187,7 +187,7 @@ public:
     {
         auto target = item_target_of(req);
         if (!target)
-            co_return std::move(target.error());
+            co_return target.error();
         auto [id, delay] = *target;
         item_fields fields;
         if (auto bad = parse_item(req, fields))
@@ -202,7 +202,7 @@ public:
     {
         auto target = item_target_of(req);
         if (!target)
-            co_return std::move(target.error());
+            co_return target.error();
         auto [id, delay] = *target;
         auto removed = co_await db_->remove(id, delay);
         if (!removed)
@@ -218,7 +218,7 @@ private:
     {
         auto target = item_target_of(req);
         if (!target)
-            co_return std::move(target.error());
+            co_return target.error();
         auto [id, delay] = *target;
         auto row = co_await db_->find(id, delay);
         co_return item_answer(row, id);
@@ -247,7 +247,7 @@ boost::system::result<database::latency, response> delay_param(const request& re
 {
     auto d = req.query_param<long long>("delay_ms", 0, max_delay_ms, -1);
     if (!d)
-        return std::move(d.error());
+        return d.error();
     if (*d < 0)
         return database::latency{}; // absent: the database's own latency
     return database::latency{std::chrono::milliseconds{*d}};

@@ -85,7 +85,7 @@ asio::awaitable<response> combined(std::shared_ptr<http_client> client, std::str
 {
     auto parsed_delay = delay_param(req);
     if (!parsed_delay)
-        co_return std::move(parsed_delay.error());
+        co_return parsed_delay.error();
     auto delay = *parsed_delay;
 
     // Both start now; the group completes when the slower one does.

@@ -81,7 +81,7 @@ asio::awaitable<response> create_job(std::shared_ptr<job_group> jobs, std::share
 {
     auto spec = parse_report_spec(req);
     if (!spec)
-        co_return std::move(spec.error());
+        co_return spec.error();
     auto s = *spec;
     auto started = jobs->start([db, pool, s](job_context& ctx) { return run_report(ctx, db, pool, s); });
     if (!started)
@@ -101,7 +101,7 @@ asio::awaitable<response> list_jobs(std::shared_ptr<job_group> jobs, request& re
 {
     auto limit = req.query_param<long long>("limit", 1, 1000, 100);
     if (!limit)
-        co_return std::move(limit.error());
+        co_return limit.error();
     json::array out;
     for (auto& j : jobs->recent(static_cast<std::size_t>(*limit)))
         out.push_back(to_json(j));
@@ -122,7 +122,7 @@ asio::awaitable<response> show_job(std::shared_ptr<job_group> jobs, request& req
 {
     auto id = job_id(req);
     if (!id)
-        co_return std::move(id.error());
+        co_return id.error();
     auto job = jobs->find(*id);
     if (!job)
         co_return problem(http::status::not_found, "no job " + std::to_string(*id));
@@ -133,7 +133,7 @@ asio::awaitable<response> cancel_job(std::shared_ptr<job_group> jobs, request& r
 {
     auto id = job_id(req);
     if (!id)
-        co_return std::move(id.error());
+        co_return id.error();
     auto outcome = jobs->cancel(*id);
     auto job = jobs->find(*id);
     if (outcome == cancel_outcome::not_found || !job)

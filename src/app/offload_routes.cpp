@@ -53,10 +53,10 @@ asio::awaitable<response> cpu(std::shared_ptr<offload_pool> pool, request& req)
 {
     auto offload = offload_param(req);
     if (!offload)
-        co_return std::move(offload.error());
+        co_return offload.error();
     auto ms = req.query_param<long long>("ms", 0, *offload ? max_work_ms : max_loop_ms, 100);
     if (!ms)
-        co_return std::move(ms.error());
+        co_return ms.error();
     std::chrono::milliseconds budget{*ms};
     auto start = clock_type::now();
     prime_count counted;
@@ -84,7 +84,7 @@ asio::awaitable<response> blocking(std::shared_ptr<offload_pool> pool, request& 
 {
     auto ms = req.query_param<long long>("ms", 0, max_work_ms, 100);
     if (!ms)
-        co_return std::move(ms.error());
+        co_return ms.error();
     std::chrono::milliseconds d{*ms};
     auto start = clock_type::now();
     clock_type::time_point began;

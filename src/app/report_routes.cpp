@@ -20,10 +20,10 @@ asio::awaitable<response> report(std::shared_ptr<database> db, std::shared_ptr<h
     // Bad input answers a 400 problem that names the parameter.
     auto id = req.path_param<std::uint64_t>("id");
     if (!id)
-        co_return std::move(id.error());
+        co_return id.error();
     auto delay = delay_param(req); // ?delay_ms=0..10000, as on every database route
     if (!delay)
-        co_return std::move(delay.error());
+        co_return delay.error();
 
     // The database, raced against the request's deadline: past it, the query is cancelled.
     auto row = co_await within(req.until(), db->find(*id, *delay));
