@@ -3,10 +3,11 @@
 # the external call, event streams, WebSockets, and clients that cut requests, leave
 # while they wait, stop reading or trickle their header) with checks that memory and
 # descriptors stay flat and /healthz stays fast (scripts/load/soak.py says which).
-# usage: scripts/soak.sh [--minutes M] [--connections N] [--sanitize]
+# usage: scripts/soak.sh [--minutes M] [--connections N] [--sanitize] [--threads N]
 #   --minutes M      how long the load runs (default 10; 0.5 is half a minute)
 #   --connections N  clients at once (default 2000)
 #   --sanitize       the AddressSanitizer + UndefinedBehaviorSanitizer build; any report fails
+#   --threads N      server threads (default 2)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -14,12 +15,14 @@ minutes=10
 connections=2000
 build=(--release)
 sanitized=()
+threads=2
 while (($#)); do
   case "$1" in
     --minutes) minutes=$2; shift ;;
     --connections) connections=$2; shift ;;
     --sanitize) build=(--sanitize); sanitized=(--sanitized) ;;
-    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --threads) threads=$2; shift ;;
+    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "soak.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -28,4 +31,4 @@ done
 dir=$("$root/scripts/build.sh" "${build[@]}" --target coroute-server)
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 exec python3 "$root/scripts/load/soak.py" --server "$dir/src/coroute-server" --www "$root/www" \
-  --minutes "$minutes" --connections "$connections" "${sanitized[@]}"
+  --minutes "$minutes" --connections "$connections" --threads "$threads" "${sanitized[@]}"
