@@ -22,7 +22,7 @@
 import { call, wireTiming } from './http.js';
 import { el, formatMs, hideProblem, networkProblem, problemOf, setText, showProblem, whileBusy } from './dom.js';
 import { pauseFeed } from './live.js';
-import { clearTimeline, drawTimeline } from './timeline.js';
+import { clearTimeline, drawTimeline, peakInFlight } from './timeline.js';
 import { overOneSocket } from './socket.js';
 
 /** /api/db/parallel takes at most this many queries per request. */
@@ -233,19 +233,6 @@ function segmentsOf(answer, sent, t0) {
   return segments;
 }
 
-/** The most intervals [from, to) that overlap at any moment. */
-function peakInFlight(intervals) {
-  // At equal times an end comes before a start: a connection freed can be reused at once.
-  const events = intervals.flatMap(([from, to]) => [[from, 1], [to, -1]])
-    .sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-  let now = 0;
-  let peak = 0;
-  for (const [, change] of events) {
-    now += change;
-    peak = Math.max(peak, now);
-  }
-  return peak;
-}
 
 // ───── Drawing a finished run ─────
 

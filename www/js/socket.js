@@ -4,6 +4,8 @@
 // task of the socket and answers {"op":"db","id":i,"elapsed_ms":…} when it is done.
 // One connection carries all N at once: no browser queue, no six-connection limit.
 
+import { peakInFlight } from './timeline.js';
+
 /** The URL of the demo's socket on this server, ws:// or wss:// as the page was loaded. */
 export function socketUrl() {
   return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
@@ -71,21 +73,8 @@ export async function overOneSocket(n, delay, signal, tick) {
   return {
     rows,
     totalMs: Math.max(...answers.map((a) => a.end)) - t0,
-    peak: peakOf(answers.map((a, i) => [sent[i], a.end])),
+    peak: peakInFlight(answers.map((a, i) => [sent[i], a.end])),
     failed: answers.filter((a) => !a.ok).length,
     handshakeMs,
   };
-}
-
-/** The most intervals [from, to) that overlap at any moment. */
-function peakOf(intervals) {
-  const events = intervals.flatMap(([from, to]) => [[from, 1], [to, -1]])
-    .sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-  let now = 0;
-  let peak = 0;
-  for (const [, change] of events) {
-    now += change;
-    peak = Math.max(peak, now);
-  }
-  return peak;
 }

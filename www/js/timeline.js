@@ -137,3 +137,17 @@ function tickLabel(ms) {
   if (ms >= 1000) return `${+(ms / 1000).toFixed(2)} s`;
   return `${+ms.toFixed(1)} ms`;
 }
+
+/** The most intervals [from, to) that overlap at any moment. */
+export function peakInFlight(intervals) {
+  // At equal times an end comes before a start: a connection freed can be reused at once.
+  const events = intervals.flatMap(([from, to]) => [[from, 1], [to, -1]])
+    .sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  let now = 0;
+  let peak = 0;
+  for (const [, change] of events) {
+    now += change;
+    peak = Math.max(peak, now);
+  }
+  return peak;
+}
