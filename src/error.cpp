@@ -1,6 +1,11 @@
 // The "coroute" error category.
 #include <coroute/error.hpp>
 
+#include "exception_text.hpp"
+
+#include <boost/asio/error.hpp>
+#include <boost/system/system_error.hpp>
+
 #include <string>
 
 namespace coroute {
@@ -47,3 +52,39 @@ boost::system::error_code make_error_code(error e) noexcept
 }
 
 } // namespace coroute
+
+namespace coroute::detail {
+
+std::string what_of(std::exception_ptr e)
+{
+    try
+    {
+        std::rethrow_exception(e);
+    }
+    catch (const std::exception& ex)
+    {
+        return ex.what();
+    }
+    catch (...)
+    {
+        return "unknown exception";
+    }
+}
+
+bool is_cancellation(std::exception_ptr e)
+{
+    try
+    {
+        std::rethrow_exception(e);
+    }
+    catch (const boost::system::system_error& se)
+    {
+        return se.code() == boost::asio::error::operation_aborted;
+    }
+    catch (...)
+    {
+        return false;
+    }
+}
+
+} // namespace coroute::detail

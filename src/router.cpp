@@ -5,6 +5,7 @@
 #include <coroute/log.hpp>
 #include <coroute/problem.hpp>
 
+#include "exception_text.hpp"
 #include "target.hpp"
 #include "websocket_route.hpp"
 
@@ -338,43 +339,13 @@ namespace {
 
 void log_exception(const request& req, std::string_view where, std::exception_ptr e)
 {
-    if (!req.log())
-        return;
-    std::string what = "unknown exception";
-    try
-    {
-        std::rethrow_exception(e);
-    }
-    catch (const std::exception& ex)
-    {
-        what = ex.what();
-    }
-    catch (...)
-    {
-    }
-    req.log()->error("request " + req.id() + " " + std::string{where} + " threw: " + what);
+    if (req.log())
+        req.log()->error("request " + req.id() + " " + std::string{where} + " threw: " + detail::what_of(e));
 }
 
 response internal_error()
 {
     return problem(http::status::internal_server_error, "the server failed to answer this request");
-}
-
-// A cancelled wait is the request's deadline or its client leaving, not a bug.
-bool is_cancellation(std::exception_ptr e)
-{
-    try
-    {
-        std::rethrow_exception(e);
-    }
-    catch (const boost::system::system_error& se)
-    {
-        return se.code() == asio::error::operation_aborted;
-    }
-    catch (...)
-    {
-        return false;
-    }
 }
 
 } // namespace
@@ -420,7 +391,7 @@ asio::awaitable<response> router::dispatch(request& req) const
     }
     else if (error)
     {
-        if (!is_cancellation(error))
+        if (!detail::is_cancellation(error))
             log_exception(req, "handler", error);
         res.emplace(internal_error());
     }

@@ -2,6 +2,8 @@
 // Beast's websocket::stream over the connection's own stream.
 #include "websocket_route.hpp"
 
+#include "exception_text.hpp"
+
 #include "memory_stream.hpp"
 
 #include <coroute/log.hpp>
@@ -112,38 +114,6 @@ struct ws_route
     websocket_handler handler;
     websocket_options opts;
 };
-
-bool is_cancellation(std::exception_ptr e)
-{
-    try
-    {
-        std::rethrow_exception(e);
-    }
-    catch (const boost::system::system_error& se)
-    {
-        return se.code() == asio::error::operation_aborted;
-    }
-    catch (...)
-    {
-        return false;
-    }
-}
-
-std::string what_of(std::exception_ptr e)
-{
-    try
-    {
-        std::rethrow_exception(e);
-    }
-    catch (const std::exception& ex)
-    {
-        return ex.what();
-    }
-    catch (...)
-    {
-        return "unknown exception";
-    }
-}
 
 /// One open socket. The handler's coroutine reads; the writer, a chain of completion
 /// handlers, drains the send queue; the server's shutdown begins a close. All of it

@@ -194,6 +194,13 @@ std::vector<option_spec> app_options_specs()
          [](config& c, std::string_view v) {
              return parse_number<std::uintmax_t>(v, c.app.site.inline_max_bytes, 0, std::uintmax_t{1} << 30);
          }},
+    };
+}
+
+// The demo's /ws limits.
+std::vector<option_spec> websocket_options_specs()
+{
+    return {
         {"ws-max-message-bytes", "N", "/ws: largest message a peer may send (closed with 1009 past it)",
          [](const config& c) { return std::to_string(c.app.ws.max_message_bytes); },
          [](config& c, std::string_view v) {
@@ -256,8 +263,8 @@ const std::vector<option_spec>& options()
 {
     static const std::vector<option_spec> specs = [] {
         auto all = server_options_specs();
-        auto app = app_options_specs();
-        all.insert(all.end(), std::make_move_iterator(app.begin()), std::make_move_iterator(app.end()));
+        for (auto more : {app_options_specs(), websocket_options_specs()})
+            all.insert(all.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
         return all;
     }();
     return specs;
