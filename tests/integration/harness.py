@@ -16,6 +16,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import tempfile
 import threading
 import time
 import unittest
@@ -740,3 +741,15 @@ class EventStream:
         rest = self.items[self._next:]
         self._next = len(self.items)
         return rest
+
+
+def self_signed(prefix):
+    """A fresh self-signed certificate for localhost and 127.0.0.1, in a temporary
+    directory of its own: (directory, certificate file, key file)."""
+    d = tempfile.mkdtemp(prefix=prefix)
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=30)
+    return d, cert, key

@@ -1146,13 +1146,7 @@ class Https(unittest.TestCase):
     def setUpClass(cls):
         if not shutil.which("openssl"):
             raise unittest.SkipTest("no openssl CLI")
-        cls.tmp = tempfile.mkdtemp(prefix="coroute-tls-")
-        cls.cert = os.path.join(cls.tmp, "cert.pem")
-        cls.key = os.path.join(cls.tmp, "key.pem")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                        "-nodes", "-keyout", cls.key, "-out", cls.cert, "-days", "2", "-subj", "/CN=localhost",
-                        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-                       check=True, capture_output=True, timeout=30)
+        cls.tmp, cls.cert, cls.key = harness.self_signed("coroute-tls-")
         cls.srv = Server("--tls-cert", cls.cert, "--tls-key", cls.key).start()
 
     @classmethod

@@ -5,9 +5,9 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import unittest
 
+import harness
 from harness import Server
 
 SMOKE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "smoke.sh")
@@ -98,13 +98,7 @@ class Https(unittest.TestCase):
     def setUpClass(cls):
         if not shutil.which("openssl"):
             raise unittest.SkipTest("no openssl CLI")
-        cls.tmp = tempfile.mkdtemp(prefix="coroute-smoke-")
-        cls.cert = os.path.join(cls.tmp, "cert.pem")
-        cls.key = os.path.join(cls.tmp, "key.pem")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                        "-nodes", "-keyout", cls.key, "-out", cls.cert, "-days", "2", "-subj", "/CN=localhost",
-                        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-                       check=True, capture_output=True, timeout=30)
+        cls.tmp, cls.cert, cls.key = harness.self_signed("coroute-smoke-")
 
     @classmethod
     def tearDownClass(cls):

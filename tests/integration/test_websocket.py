@@ -53,13 +53,13 @@ import shutil
 import signal
 import ssl
 import struct
-import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness  # noqa: E402
 
 from harness import (Closed, Server, SharedServerTestCase, build_request,  # noqa: E402
                      problem_fields, tcp_state)
@@ -1153,13 +1153,7 @@ class Tls(unittest.TestCase):
     def setUpClass(cls):
         if not shutil.which("openssl"):
             raise unittest.SkipTest("no openssl CLI")
-        cls.tmp = tempfile.mkdtemp(prefix="coroute-wss-")
-        cls.cert = os.path.join(cls.tmp, "cert.pem")
-        cls.key = os.path.join(cls.tmp, "key.pem")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                        "-nodes", "-keyout", cls.key, "-out", cls.cert, "-days", "2", "-subj", "/CN=localhost",
-                        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-                       check=True, capture_output=True, timeout=30)
+        cls.tmp, cls.cert, cls.key = harness.self_signed("coroute-wss-")
         cls.srv = Server("--tls-cert", cls.cert, "--tls-key", cls.key, "--db-latency-ms", "0").start()
 
     @classmethod
