@@ -3,6 +3,10 @@
 
 #include <coroute/fwd.hpp>
 
+#include <functional>
+#include <optional>
+#include <string>
+
 namespace coroute {
 
 class server;
@@ -11,5 +15,9 @@ class server;
 /// (200, or a 503 problem once `srv` drains). The routes hold no pointer to `srv`:
 /// after it is gone, `/readyz` answers 503.
 void add_health_routes(router& r, const server& srv);
+
+/// As above; `/readyz` also answers 503 with the reason `not_ready` gives while it
+/// gives one (a backend that is down). It is called on every /readyz, on any thread.
+void add_health_routes(router& r, const server& srv, std::function<std::optional<std::string>()> not_ready);
 
 } // namespace coroute

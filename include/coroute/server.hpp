@@ -122,6 +122,7 @@ public:
 
 private:
     friend void add_health_routes(router& r, const server& srv);
+    friend void add_health_routes(router& r, const server& srv, std::function<std::optional<std::string>()> not_ready);
     std::shared_ptr<detail::server_state> impl_;
 };
 

@@ -63,7 +63,7 @@ demo_app::demo_app(asio::any_io_executor ex, const app_options& cfg, std::shared
     impl_->ex = std::move(ex);
     impl_->cfg = cfg;
     impl_->log = std::move(log);
-    impl_->db = std::make_shared<database>(cfg.db);
+    impl_->db = make_database(impl_->ex, cfg.db, impl_->log);
     impl_->events = std::make_shared<event_hub>(cfg.events);
     impl_->pool = std::make_shared<offload_pool>(cfg.offload);
     impl_->jobs = std::make_shared<job_group>(impl_->ex, cfg.jobs, impl_->log);
@@ -105,6 +105,8 @@ demo_app::demo_app(asio::any_io_executor ex, const app_options& cfg, std::shared
     {
         throw std::runtime_error("cannot serve www directory " + root + ": " + e.what());
     }
+    // Last, once nothing else can throw: connecting starts now, in the background.
+    impl_->db->start();
 }
 
 demo_app::~demo_app() = default;
@@ -146,11 +148,12 @@ std::vector<std::string> demo_app::banner() const
     else
         upstream += cfg.upstream_ca.empty() ? " (verified with the system CA store)"
                                             : " (verified with " + cfg.upstream_ca + ")";
-    auto& db = cfg.db;
-    return {upstream, "static site: " + impl_->site->root().string(),
-            "database: simulated, " + std::to_string(db.latency.count()) + " ms per query" +
-                (db.jitter.count() ? " + up to " + std::to_string(db.jitter.count()) + " ms jitter" : "") +
-                (db.pool ? ", pool of " + std::to_string(db.pool) : ", no pool bound")};
+    return {upstream, "static site: " + impl_->site->root().string(), impl_->db->describe()};
+}
+
+std::function<std::optional<std::string>()> demo_app::readiness() const
+{
+    return [db = impl_->db] { return db->unready(); };
 }
 
 asio::awaitable<void> demo_app::stop_jobs(std::chrono::milliseconds grace)
@@ -169,6 +172,7 @@ asio::awaitable<void> demo_app::stop()
                      std::to_string(s.tls_handshakes) + " TLS handshakes, " + std::to_string(s.reuses) +
                      " reuses, " + std::to_string(s.retries) + " retries");
     impl_->client->close_idle();
+    co_await impl_->db->stop();
     if (impl_->upstream)
         co_await impl_->upstream->stop();
 }

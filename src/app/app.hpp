@@ -13,8 +13,9 @@
 #include <coroute/websocket.hpp>
 
 #include <chrono>
-
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,7 +26,7 @@ struct app_options
 {
     std::string www;            ///< static site root; empty: the source tree's www/
     static_options site;        ///< how the site is served
-    db_options db;              ///< the simulated database
+    db_options db;              ///< the database: simulated or PostgreSQL
     event_options events;       ///< the /api/events feed
     websocket_options ws;       ///< the /ws socket's limits
     std::string upstream;       ///< empty: the built-in upstream
@@ -42,7 +43,7 @@ struct app_options
 /// The www directory to serve when none is configured: the source tree's.
 std::string default_www();
 
-/// Owns the demo's backends (simulated database, HTTPS client, built-in upstream)
+/// Owns the demo's backends (the database, HTTPS client, built-in upstream)
 /// and adds their routes and the static site to a router. Runs on the executor it
 /// is given and owns no threads.
 class demo_app
@@ -60,6 +61,9 @@ public:
     /// Lines for stdout after the listening line: the upstream in use first, then the
     /// site and the database.
     std::vector<std::string> banner() const;
+
+    /// Why the app cannot serve now (its database is unreachable), for /readyz.
+    std::function<std::optional<std::string>()> readiness() const;
 
     /// Shutdown's first part, while the server finishes its requests: refuses new
     /// jobs and gives the running ones `grace` to finish, then cancels them.

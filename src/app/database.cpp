@@ -1,11 +1,17 @@
 #include "app/database.hpp"
 
+#include "app/pg_database.hpp"
+
+#include <libpq-fe.h>
+
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
 
 #include <algorithm>
 #include <ctime>
@@ -36,14 +42,32 @@ public:
         {
         case db_error::unavailable:
             return "database unavailable (injected failure)";
+        case db_error::unreachable:
+            return "the database server cannot be reached";
+        case db_error::timeout:
+            return "the statement ran past the database's statement_timeout";
+        case db_error::rejected:
+            return "the database refused a value of the request";
+        case db_error::failed:
+            return "the database server failed the statement";
         }
         return "unknown database error";
     }
     // A database that is down is "try again later" to whoever maps errors to answers.
     boost::system::error_condition default_error_condition(int ev) const noexcept override
     {
-        if (static_cast<db_error>(ev) == db_error::unavailable)
+        switch (static_cast<db_error>(ev))
+        {
+        case db_error::unavailable:
+        case db_error::unreachable:
             return boost::system::errc::resource_unavailable_try_again;
+        case db_error::timeout:
+            return boost::system::errc::timed_out;
+        case db_error::rejected:
+            return boost::system::errc::invalid_argument;
+        case db_error::failed:
+            break;
+        }
         return {ev, *this};
     }
 };
@@ -71,14 +95,16 @@ boost::json::value to_json(const item& i)
 }
 
 // A query queued for a pool slot: woken by cancelling its timer, `granted` says why.
-struct database::waiter
+struct sim_database::waiter
 {
     explicit waiter(asio::any_io_executor ex) : timer(ex, asio::steady_timer::time_point::max()) {}
     asio::steady_timer timer;
     bool granted = false;
 };
 
-database::database(db_options opts, std::uint64_t seed) : opts_(opts), rng_(seed)
+sim_database::sim_database(db_options opts, std::uint64_t seed)
+    : opts_(opts), latency_(opts.latency.value_or(std::chrono::milliseconds{100})), pool_(opts.pool.value_or(0)),
+      rng_(seed)
 {
     auto now = now_iso8601();
     const std::pair<const char*, double> seed_rows[] = {
@@ -90,23 +116,36 @@ database::database(db_options opts, std::uint64_t seed) : opts_(opts), rng_(seed
     }
 }
 
-asio::awaitable<boost::system::error_code> database::acquire()
+asio::awaitable<boost::system::error_code> sim_database::acquire()
 {
-    if (opts_.pool == 0)
+    if (pool_ == 0)
         co_return boost::system::error_code{};
-    auto ex = co_await asio::this_coro::executor;
-    std::shared_ptr<waiter> w;
     {
         std::lock_guard lock{mutex_};
-        if (active_ < opts_.pool)
+        if (active_ < pool_)
         {
             ++active_;
             co_return boost::system::error_code{};
         }
-        w = std::make_shared<waiter>(ex);
-        queue_.push_back(w);
     }
-    co_await w->timer.async_wait(use_tuple);
+    auto ex = co_await asio::this_coro::executor;
+    auto w = std::make_shared<waiter>(ex);
+    // The wait starts and the waiter joins the queue under one lock, so a slot handed
+    // over by another thread at any moment after it is never missed.
+    // Named: GCC 12 destroys a temporary in a co_await expression twice.
+    auto start = [this, w](auto handler) {
+            std::lock_guard lock{mutex_};
+            w->timer.async_wait(std::move(handler));
+            if (active_ < pool_)
+            {
+                ++active_;
+                w->granted = true;
+                w->timer.cancel();
+            }
+            else
+                queue_.push_back(w);
+        };
+    co_await asio::async_initiate<decltype(use_tuple), void(boost::system::error_code)>(std::move(start), use_tuple);
     std::lock_guard lock{mutex_};
     if (w->granted)
         co_return boost::system::error_code{};
@@ -115,24 +154,24 @@ asio::awaitable<boost::system::error_code> database::acquire()
     co_return asio::error::operation_aborted;
 }
 
-void database::release()
+void sim_database::release()
 {
-    if (opts_.pool == 0)
+    if (pool_ == 0)
         return;
     std::lock_guard lock{mutex_};
     if (!queue_.empty())
     {
-        // Hand the slot straight to the oldest waiter, on its own executor.
+        // Hand the slot straight to the oldest waiter: its wait began under this lock.
         auto w = std::move(queue_.front());
         queue_.pop_front();
         w->granted = true;
-        asio::post(w->timer.get_executor(), [w] { w->timer.cancel(); });
+        w->timer.cancel();
         return;
     }
     --active_;
 }
 
-asio::awaitable<boost::system::error_code> database::simulate(latency l)
+asio::awaitable<boost::system::error_code> sim_database::simulate(latency l)
 {
     auto ec = co_await acquire();
     if (ec)
@@ -145,7 +184,7 @@ asio::awaitable<boost::system::error_code> database::simulate(latency l)
         co_return asio::error::operation_aborted;
     }
 
-    auto delay = l.value_or(opts_.latency);
+    auto delay = l.value_or(latency_);
     bool fail = false;
     {
         std::lock_guard lock{mutex_};
@@ -170,7 +209,7 @@ asio::awaitable<boost::system::error_code> database::simulate(latency l)
     co_return boost::system::error_code{};
 }
 
-asio::awaitable<db_result<std::vector<item>>> database::query(std::size_t limit, latency l)
+asio::awaitable<db_result<std::vector<item>>> sim_database::query(std::size_t limit, latency l)
 {
     auto ec = co_await simulate(l);
     if (ec)
@@ -186,7 +225,7 @@ asio::awaitable<db_result<std::vector<item>>> database::query(std::size_t limit,
     co_return out;
 }
 
-asio::awaitable<db_result<item_page>> database::list(std::size_t limit, std::size_t offset, latency l)
+asio::awaitable<db_result<item_page>> sim_database::list(std::size_t limit, std::size_t offset, latency l)
 {
     auto ec = co_await simulate(l);
     if (ec)
@@ -201,7 +240,7 @@ asio::awaitable<db_result<item_page>> database::list(std::size_t limit, std::siz
     co_return page;
 }
 
-asio::awaitable<db_result<std::optional<item>>> database::find(std::uint64_t id, latency l)
+asio::awaitable<db_result<std::optional<item>>> sim_database::find(std::uint64_t id, latency l)
 {
     auto ec = co_await simulate(l);
     if (ec)
@@ -213,7 +252,7 @@ asio::awaitable<db_result<std::optional<item>>> database::find(std::uint64_t id,
     co_return std::optional<item>{it->second};
 }
 
-asio::awaitable<db_result<item>> database::insert(item_fields f, latency l)
+asio::awaitable<db_result<item>> sim_database::insert(item_fields f, latency l)
 {
     auto ec = co_await simulate(l);
     if (ec)
@@ -223,10 +262,11 @@ asio::awaitable<db_result<item>> database::insert(item_fields f, latency l)
     auto id = next_id_++;
     auto& row = rows_[id];
     row = item{id, std::move(f.name), f.price, now, now};
+    announce("created", to_json(row));
     co_return row;
 }
 
-asio::awaitable<db_result<std::optional<item>>> database::replace(std::uint64_t id, item_fields f, latency l)
+asio::awaitable<db_result<std::optional<item>>> sim_database::replace(std::uint64_t id, item_fields f, latency l)
 {
     auto ec = co_await simulate(l);
     if (ec)
@@ -239,28 +279,84 @@ asio::awaitable<db_result<std::optional<item>>> database::replace(std::uint64_t 
     it->second.name = std::move(f.name);
     it->second.price = f.price;
     it->second.updated_at = now;
+    announce("updated", to_json(it->second));
     co_return std::optional<item>{it->second};
 }
 
-asio::awaitable<db_result<bool>> database::remove(std::uint64_t id, latency l)
+asio::awaitable<db_result<bool>> sim_database::remove(std::uint64_t id, latency l)
 {
     auto ec = co_await simulate(l);
     if (ec)
         co_return db_result<bool>{boost::system::in_place_error, ec}; // an error_code also converts to bool
     std::lock_guard lock{mutex_};
-    co_return rows_.erase(id) > 0;
+    if (rows_.erase(id) == 0)
+        co_return false;
+    announce("deleted", boost::json::object{{"id", id}});
+    co_return true;
 }
 
-std::size_t database::peak_in_flight() const
+// Called under the table's mutex, so observers see the changes in the order they were made.
+void sim_database::announce(std::string_view op, const boost::json::value& item) const
+{
+    if (observer_)
+        observer_(boost::json::serialize(boost::json::object{{"op", op}, {"item", item}}));
+}
+
+std::string sim_database::describe() const
+{
+    return "database: simulated, " + std::to_string(latency_.count()) + " ms per query" +
+           (opts_.jitter.count() ? " + up to " + std::to_string(opts_.jitter.count()) + " ms jitter" : "") +
+           (pool_ ? ", pool of " + std::to_string(pool_) : ", no pool bound");
+}
+
+asio::awaitable<void> database::stop()
+{
+    co_return;
+}
+
+std::size_t sim_database::peak_in_flight() const
 {
     std::lock_guard lock{mutex_};
     return peak_;
 }
 
-std::size_t database::in_flight() const
+std::size_t sim_database::in_flight() const
 {
     std::lock_guard lock{mutex_};
     return in_flight_;
+}
+
+std::optional<std::string> check_db_options(const db_options& opts)
+{
+    if (opts.simulated())
+        return std::nullopt;
+    char* err = nullptr;
+    PQconninfoOption* parsed = PQconninfoParse(opts.url.c_str(), &err);
+    if (!parsed)
+    {
+        std::string why = err ? err : "out of memory";
+        if (err)
+            PQfreemem(err);
+        while (!why.empty() && (why.back() == '\n' || why.back() == ' '))
+            why.pop_back();
+        return "--db: not 'sim' and not a PostgreSQL URL (" + why +
+               "); give e.g. postgresql://user@host:5432/dbname or postgresql://user@/dbname?host=/socket/dir";
+    }
+    PQconninfoFree(parsed);
+    if (opts.pool && *opts.pool == 0)
+        return "--db-pool: PostgreSQL needs at least one connection; 0 (unlimited) is for --db sim only";
+    if (opts.jitter.count() > 0 || opts.fail_rate > 0)
+        return "--db-jitter-ms and --db-fail-rate are for --db sim only";
+    return std::nullopt;
+}
+
+std::shared_ptr<database> make_database(asio::any_io_executor ex, const db_options& opts, std::shared_ptr<logger> log)
+{
+    if (auto bad = check_db_options(opts))
+        throw std::runtime_error(*bad);
+    if (opts.simulated())
+        return std::make_shared<sim_database>(opts);
+    return std::make_shared<pg_database>(std::move(ex), opts, std::move(log));
 }
 
 } // namespace coroute::app

@@ -35,7 +35,7 @@ asio::awaitable<response> db_query(std::shared_ptr<database> db, request& req)
     co_return json_response(http::status::ok,
                             {{"source", "database"},
                              {"elapsed_ms", ms_since(start)},
-                             {"delay_ms", delay->value_or(db->options().latency).count()},
+                             {"delay_ms", delay->value_or(db->default_latency()).count()},
                              {"items", to_json(*rows)}});
 }
 
@@ -50,7 +50,7 @@ asio::awaitable<response> db_parallel(std::shared_ptr<database> db, request& req
     if (!parsed_delay)
         co_return parsed_delay.error();
     auto delay = *parsed_delay;
-    auto d = delay.value_or(db->options().latency);
+    auto d = delay.value_or(db->default_latency());
 
     // All N queries start at once; the group completes when the last one does.
     auto ex = co_await asio::this_coro::executor;
@@ -138,10 +138,7 @@ response item_answer(const db_result<std::optional<item>>& row, std::uint64_t id
 class items_view
 {
 public:
-    items_view(std::shared_ptr<database> db, std::shared_ptr<event_hub> events)
-        : db_(std::move(db)), events_(std::move(events))
-    {
-    }
+    explicit items_view(std::shared_ptr<database> db) : db_(std::move(db)) {}
 
     asio::awaitable<response> get(request& req)
     {
@@ -176,9 +173,7 @@ public:
         auto row = co_await db_->insert(std::move(fields), *delay);
         if (!row)
             co_return db_failure(row.error());
-        auto json = app::to_json(*row);
-        announce("created", json);
-        auto res = json_response(http::status::created, json);
+        auto res = json_response(http::status::created, app::to_json(*row));
         res.set(http::field::location, "/api/items/" + std::to_string(row->id));
         co_return res;
     }
@@ -193,8 +188,6 @@ public:
         if (auto bad = parse_item(req, fields))
             co_return std::move(*bad);
         auto row = co_await db_->replace(id, std::move(fields), delay);
-        if (row && *row)
-            announce("updated", app::to_json(**row));
         co_return item_answer(row, id);
     }
 
@@ -209,7 +202,6 @@ public:
             co_return db_failure(removed.error());
         if (!*removed)
             co_return problem(http::status::not_found, "no item " + std::to_string(id));
-        announce("deleted", boost::json::object{{"id", id}});
         co_return make_response(http::status::no_content, "text/plain", {});
     }
 
@@ -224,15 +216,7 @@ private:
         co_return item_answer(row, id);
     }
 
-    // Every change to the table is an event on /api/events.
-    void announce(std::string_view op, boost::json::value item)
-    {
-        if (events_)
-            events_->publish("item", to_json_text(boost::json::object{{"op", op}, {"item", std::move(item)}}));
-    }
-
     std::shared_ptr<database> db_;
-    std::shared_ptr<event_hub> events_;
 };
 
 } // namespace
@@ -257,6 +241,8 @@ response db_failure(const boost::system::error_code& ec)
 {
     if (ec == asio::error::operation_aborted || ec == coroute::error::deadline_exceeded)
         return problem_for(ec, "the database query was cancelled at the request's deadline");
+    if (ec == db_error::rejected)
+        return problem(http::status::unprocessable_entity, "the database refused the item: " + ec.message());
     return problem_for(ec, "database query failed: " + ec.message());
 }
 
@@ -308,6 +294,8 @@ std::optional<response> parse_item(const request& req, item_fields& out)
         fail("name", "must be a string");
     else if (auto len = utf8_length(name->as_string()); len < 1 || len > 100)
         fail("name", "must be 1 to 100 characters long");
+    else if (name->as_string().find('\0') != boost::json::string::npos)
+        fail("name", "must not contain the character U+0000");
     else
         out.name = name->as_string();
 
@@ -317,6 +305,8 @@ std::optional<response> parse_item(const request& req, item_fields& out)
         fail("price", "must be a number");
     else if (auto p = price->to_number<double>(); !(p >= 0))
         fail("price", "must be zero or more");
+    else if (!std::isfinite(p))
+        fail("price", "must be a finite number");
     else
         out.price = p;
 
@@ -347,7 +337,10 @@ void add_db_routes(router& r, std::shared_ptr<database> db, std::shared_ptr<even
     // a lambda with captures is never itself a coroutine (README, "Add a route").
     r.get("/api/db", [db](request& req) { return db_query(db, req); });
     r.get("/api/db/parallel", [db](request& req) { return db_parallel(db, req); });
-    auto view = std::make_shared<items_view>(db, std::move(events));
+    // Every change to the table is an `item` event, whichever process made it.
+    if (events)
+        db->on_change([events](const std::string& event) { events->publish("item", event); });
+    auto view = std::make_shared<items_view>(db);
     r.view("/api/items", view, {http::verb::get, http::verb::post});
     r.view("/api/items/{id}", view, {http::verb::get, http::verb::put, http::verb::delete_});
 }

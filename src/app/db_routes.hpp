@@ -25,7 +25,9 @@ asio::awaitable<timed_rows> timed_query(std::shared_ptr<database> db, std::size_
 /// Items as a JSON array.
 boost::json::array to_json(const std::vector<item>& items);
 
-/// The answer for a failed query: 504 when it was cancelled, else 503 with Retry-After.
+/// The answer for a failed query: 504 when it was cancelled or ran past the
+/// database's statement timeout, 503 with Retry-After while the database is
+/// unavailable, 422 when it refused a value, else 500.
 response db_failure(const boost::system::error_code& ec);
 
 /// Milliseconds since `start`, rounded to 0.1.

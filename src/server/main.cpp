@@ -111,7 +111,7 @@ int main(int argc, char** argv)
         if (!cfg.tls_cert.empty())
             opts.tls = cli::load_server_tls(cfg);
         server srv{ioc.get_executor(), routes, opts};
-        add_health_routes(*routes, srv);
+        add_health_routes(*routes, srv, demo.readiness());
         demo.install(*routes, &srv);
 
         // Signals are caught from before the listening line, so a script that signals as

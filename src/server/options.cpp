@@ -128,16 +128,43 @@ std::vector<option_spec> server_options_specs()
     };
 }
 
-// The demo app's flags: the simulated database, the upstream, the event feed, the site.
+// The demo app's flags: the database, the upstream, the event feed, the site.
 std::vector<option_spec> app_options_specs()
 {
     return {
-        ms_option("db-latency-ms", "simulated database: the latency of every query", [](auto& c) -> auto& { return c.app.db.latency; }, 0, 60'000),
-        ms_option("db-jitter-ms", "simulated database: up to this much random extra latency", [](auto& c) -> auto& { return c.app.db.jitter; }, 0, 60'000),
-        {"db-pool", "N", "simulated database: queries in flight at once, the rest wait; 0: unlimited",
-         [](const config& c) { return std::to_string(c.app.db.pool); },
-         [](config& c, std::string_view v) { return parse_number<std::size_t>(v, c.app.db.pool, 0, 1'000'000); }},
-        {"db-fail-rate", "P", "simulated database: share of queries that fail (0 to 1), answered 503",
+        {"db", "URL", "the database: sim (in memory, simulated latency) or a PostgreSQL URL, "
+                      "postgresql://user@host:port/dbname or postgresql://user@/dbname?host=/socket/dir",
+         [](const config& c) { return c.app.db.url; },
+         [](config& c, std::string_view v) {
+             c.app.db.url = v;
+             return !v.empty(); // checked as a URL once every option is read
+         }},
+        {"db-latency-ms", "MS", "what every query waits unless it gives ?delay_ms: a timer on sim, pg_sleep on PostgreSQL",
+         [](const config& c) {
+             return c.app.db.latency ? std::to_string(c.app.db.latency->count()) : std::string{"100 on sim, 0 on PostgreSQL"};
+         },
+         [](config& c, std::string_view v) {
+             long long n = 0;
+             if (!parse_number<long long>(v, n, 0, 60'000))
+                 return false;
+             c.app.db.latency = std::chrono::milliseconds{n};
+             return true;
+         }},
+        ms_option("db-jitter-ms", "sim only: up to this much random extra latency", [](auto& c) -> auto& { return c.app.db.jitter; }, 0, 60'000),
+        {"db-pool", "N", "queries in flight at once (PostgreSQL: connections), the rest wait in order; 0: unlimited (sim only)",
+         [](const config& c) {
+             return c.app.db.pool ? std::to_string(*c.app.db.pool) : std::string{"unlimited on sim, 16 on PostgreSQL"};
+         },
+         [](config& c, std::string_view v) {
+             std::size_t n = 0;
+             if (!parse_number<std::size_t>(v, n, 0, 1'000'000))
+                 return false;
+             c.app.db.pool = n;
+             return true;
+         }},
+        ms_option("db-statement-timeout-ms", "PostgreSQL: the server ends a statement running longer (504)", [](auto& c) -> auto& { return c.app.db.statement_timeout; }, 1),
+        ms_option("db-connect-timeout-ms", "PostgreSQL: longest one connection attempt may take", [](auto& c) -> auto& { return c.app.db.connect_timeout; }, 1),
+        {"db-fail-rate", "P", "sim only: share of queries that fail (0 to 1), answered 503",
          [](const config& c) {
              char buf[32];
              std::snprintf(buf, sizeof buf, "%g", c.app.db.fail_rate);
@@ -372,6 +399,8 @@ parse_result parse_args(int argc, const char* const* argv, const std::function<c
         r.error = "--tls-cert and --tls-key go together";
     else if (auto why = upstream_url_problem(r.cfg.app.upstream); !why.empty())
         r.error = "invalid value '" + r.cfg.app.upstream + "' for --upstream: " + why;
+    else if (auto bad = app::check_db_options(r.cfg.app.db))
+        r.error = *bad;
     else if (r.cfg.app.upstream.empty() && !r.cfg.app.upstream_ca.empty())
         r.error = "--upstream-ca names the CAs to trust for --upstream; the built-in upstream needs none";
     else if (!r.cfg.app.upstream.empty() && !r.cfg.app.upstream_cert_out.empty())
@@ -385,7 +414,7 @@ std::string help_text()
     config defaults;
     std::string out =
         "usage: coroute-server [OPTION]...\n"
-        "Serves the coroute demo: async routes over a simulated database and an HTTPS API.\n\n"
+        "Serves the coroute demo: async routes over a database (simulated, or PostgreSQL) and an HTTPS API.\n\n"
         "Every option can also be set in the environment: --db-latency-ms is COROUTE_DB_LATENCY_MS.\n"
         "Arguments win over the environment.\n\n";
     for (auto& o : options())

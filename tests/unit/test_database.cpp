@@ -49,7 +49,7 @@ std::chrono::milliseconds run_concurrently(database& db, int n, int& failures)
 
 TEST_CASE("database: a query waits its latency and returns the seeded rows", "[db]")
 {
-    database db{fast(50ms)};
+    sim_database db{fast(50ms)};
     auto start = clock_type::now();
     auto rows = run_sync(db.query(10));
     auto took = clock_type::now() - start;
@@ -61,7 +61,7 @@ TEST_CASE("database: a query waits its latency and returns the seeded rows", "[d
 
 TEST_CASE("database: a per-call latency overrides the configured one", "[db]")
 {
-    database db{fast(5s)};
+    sim_database db{fast(5s)};
     auto start = clock_type::now();
     auto rows = run_sync(db.query(1, 10ms));
     REQUIRE(rows.has_value());
@@ -70,7 +70,7 @@ TEST_CASE("database: a per-call latency overrides the configured one", "[db]")
 
 TEST_CASE("database: 20 queries on one thread overlap instead of queueing", "[db]")
 {
-    database db{fast(200ms)};
+    sim_database db{fast(200ms)};
     int failures = 0;
     auto took = run_concurrently(db, 20, failures);
     CHECK(failures == 0);
@@ -81,7 +81,7 @@ TEST_CASE("database: 20 queries on one thread overlap instead of queueing", "[db
 
 TEST_CASE("database: insert, find, replace and remove work on the table", "[db]")
 {
-    database db{fast(1ms)};
+    sim_database db{fast(1ms)};
     item_fields bolt{"Bolt", 1.5}, nut{"Nut", 2}, other{"X", 1};
     auto made = run_sync(db.insert(bolt));
     REQUIRE(made.has_value());
@@ -111,7 +111,7 @@ TEST_CASE("database: insert, find, replace and remove work on the table", "[db]"
 
 TEST_CASE("database: list pages through the rows and counts them all", "[db]")
 {
-    database db{fast(1ms)};
+    sim_database db{fast(1ms)};
     auto page = run_sync(db.list(2, 3));
     REQUIRE(page.has_value());
     CHECK(page->total == 5);
@@ -124,7 +124,7 @@ TEST_CASE("database: list pages through the rows and counts them all", "[db]")
 
 TEST_CASE("database: a cancelled query stops waiting and changes nothing", "[db]")
 {
-    database db{fast(5s)};
+    sim_database db{fast(5s)};
     asio::io_context ioc;
     asio::cancellation_signal cancel;
     std::optional<db_result<item>> outcome;
@@ -149,7 +149,7 @@ TEST_CASE("database: a pool bound makes further queries wait their turn", "[db][
 {
     auto o = fast(100ms);
     o.pool = 2;
-    database db{o};
+    sim_database db{o};
     int failures = 0;
     auto took = run_concurrently(db, 6, failures);
     CHECK(failures == 0);
@@ -161,7 +161,7 @@ TEST_CASE("database: a pool bound makes further queries wait their turn", "[db][
 
 TEST_CASE("database: without a pool bound nothing waits", "[db][pool]")
 {
-    database db{fast(100ms)};
+    sim_database db{fast(100ms)};
     int failures = 0;
     auto took = run_concurrently(db, 6, failures);
     CHECK(db.peak_in_flight() == 6);
@@ -172,7 +172,7 @@ TEST_CASE("database: a query cancelled while queued for the pool leaves the queu
 {
     auto o = fast(300ms);
     o.pool = 1;
-    database db{o};
+    sim_database db{o};
     asio::io_context ioc;
     asio::cancellation_signal cancel;
     std::vector<std::string> events;
@@ -195,13 +195,13 @@ TEST_CASE("database: a fail rate of 1 fails every query, of 0 none", "[db]")
 {
     auto o = fast(1ms);
     o.fail_rate = 1;
-    database failing{o};
+    sim_database failing{o};
     auto r = run_sync(failing.query(1));
     REQUIRE(r.has_error());
     CHECK(r.error() == db_error::unavailable);
     CHECK(r.error().message().find("unavailable") != std::string::npos);
 
-    database fine{fast(1ms)};
+    sim_database fine{fast(1ms)};
     int failures = 0;
     run_concurrently(fine, 20, failures);
     CHECK(failures == 0);

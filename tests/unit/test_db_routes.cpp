@@ -16,9 +16,9 @@ struct fixture
 {
     explicit fixture(db_options o = {})
     {
-        if (o.latency == 100ms)
+        if (!o.latency)
             o.latency = 5ms;
-        db = std::make_shared<database>(o);
+        db = std::make_shared<sim_database>(o);
         add_db_routes(routes, db);
     }
 
