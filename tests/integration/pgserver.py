@@ -270,8 +270,10 @@ class PgServer:
     def _run_as_server(self, cmd, what):
         if self.as_postgres:
             cmd = _as_postgres(cmd)
+        # A session of its own: the server pg_ctl leaves running must not get the Ctrl-C
+        # meant for us (we stop it when we are done, after what uses it).
         p = subprocess.run(cmd, cwd="/", env=_clean_env(), capture_output=True, text=True,
-                           timeout=self.start_timeout + 30)
+                           timeout=self.start_timeout + 30, start_new_session=True)
         if p.returncode != 0:
             raise PgError("%s failed (%d): %s\n%s" % (what, p.returncode, (p.stderr or p.stdout).strip(),
                                                       self.log_tail()))
