@@ -17,6 +17,7 @@ Python 3 standard library only; the database is tests/integration/pgserver.py's.
 """
 
 import argparse
+import errno
 import http.client
 import json
 import os
@@ -215,11 +216,23 @@ class Cluster:
 
     @staticmethod
     def _kill_leftovers(state):
-        for pid, start in state.get("processes", []):
-            if start is not None and process_start(pid) == start:
-                log("stopping pid %d, left running by an earlier cluster" % pid)
+        # Each part was the leader of a process group of its own (start_new_session), and
+        # nginx's workers outlive a killed master: what is left of each group goes.
+        leaders = {pid for pid, _ in state.get("processes", [])}
+        for pid in sorted(os.listdir("/proc")):
+            if not pid.isdigit():
+                continue
+            try:
+                with open("/proc/%s/stat" % pid) as f:
+                    comm_end = f.read()
+                comm = comm_end[comm_end.index("(") + 1:comm_end.rindex(")")]
+                fields = comm_end.rsplit(")", 1)[1].split()
+            except (OSError, ValueError):
+                continue
+            if int(fields[2]) in leaders and fields[0] not in ("Z", "X") and comm in ("nginx", "coroute-server"):
+                log("stopping pid %s (%s), left running by an earlier cluster" % (pid, comm))
                 try:
-                    os.kill(pid, signal.SIGKILL)
+                    os.kill(int(pid), signal.SIGKILL)
                 except OSError:
                     pass
 
@@ -227,6 +240,8 @@ class Cluster:
 
     def start(self):
         self.prepare_dir()
+        if self.port != 0:
+            self.check_port()
         if self.db == "postgresql":
             log("starting PostgreSQL in %s" % os.path.join(self.dir, "pg"))
             self.pg = pgserver.PgServer(os.path.join(self.dir, "pg"))
@@ -243,6 +258,19 @@ class Cluster:
         for r in self.replicas:
             r.wait_ready()
         self.wait_balancer()
+
+    def check_port(self):
+        """Fails at once, in one line, when the balancer's port is taken (as the server does)."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        with socket.socket(family) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((self.host, self.port))
+            except OSError as e:
+                why = ("the port is in use by another program" if e.errno == errno.EADDRINUSE
+                       else e.strerror)
+                raise ClusterError("cannot listen on %s:%d: %s; choose another with --port (--port 0 takes a free one)"
+                                   % (self.host, self.port, why)) from None
 
     def nginx_conf_path(self):
         return os.path.join(self.dir, "nginx.conf")
@@ -285,6 +313,7 @@ class Cluster:
             time.sleep(0.05)
 
     def nginx_errors(self):
+        """nginx's last serious complaint (or its last lines)."""
         lines = []
         for name in ("nginx.out", "nginx-error.log"):
             try:
@@ -292,7 +321,8 @@ class Cluster:
                     lines += f.read().splitlines()
             except OSError:
                 pass
-        return "\n".join(lines[-10:])
+        serious = [l for l in lines if re.search(r"\[(emerg|alert|crit|error)\]", l)]
+        return serious[-1] if serious else "\n".join(lines[-5:])
 
     def announce(self):
         host = "[%s]" % self.host if ":" in self.host else self.host
