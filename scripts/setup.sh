@@ -13,12 +13,14 @@ packages=(
   libpq-dev postgresql   # the PostgreSQL backend (libpq) and the tests' throw-away servers
   clang-14 libclang-rt-14-dev   # scripts/fuzz.sh: libFuzzer with ASan and UBSan
   curl python3 python3-websockets   # python3-websockets: the WebSocket tests (/usr/bin/python3)
+  postgresql libpq-dev   # the PostgreSQL backend; its tests start a server of their own (no system service)
+  nginx-light   # scripts/cluster.sh's balancer (run with a configuration of its own), and the benchmark's reference
   chromium nodejs   # the browser tests: Debian's Chromium, driven from Node
 )
 # NodeSource's nodejs brings npm with it; Debian's nodejs needs the npm package.
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 if [[ " $* " == *" --bench "* ]]; then
-  packages+=(wrk nginx-light gnuplot-nox iproute2)   # iproute2: ss, to count upstream connections
+  packages+=(wrk gnuplot-nox iproute2)   # iproute2: ss, to count upstream connections
 fi
 
 missing=()

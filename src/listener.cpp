@@ -40,7 +40,7 @@ namespace detail {
 
 server_state::server_state(std::vector<asio::any_io_executor> e, std::shared_ptr<const router> r, server_options o)
     : executors(std::move(e)), strand(asio::make_strand(executors.at(0))), routes(std::move(r)),
-      opts(std::move(o)), acceptor(strand), all_closed(strand)
+      opts(std::move(o)), acceptor(strand), all_closed(strand), accept_ended(strand)
 {
     log = opts.log ? opts.log : std::make_shared<logger>();
     reading.limits = {opts.target_limit, opts.header_limit, opts.max_header_fields};
@@ -104,38 +104,62 @@ void server_state::spawn(tcp::socket socket)
 asio::awaitable<void> server_state::accept_loop()
 {
     auto self = shared_from_this();
+    accept_running = true;
     asio::steady_timer backoff{strand};
     for (;;)
     {
         auto [ec, socket] = co_await acceptor.async_accept(connection_executor(), nothrow_awaitable);
-        if (stopping.load() || !acceptor.is_open())
-            break;
-        if (ec)
+        if (!ec)
         {
-            if (ec == asio::error::operation_aborted)
+            // Even when shutdown has begun: this client may have sent its request already.
+            admit(std::move(socket));
+            if (stopping.load() || !acceptor.is_open())
                 break;
-            // Out of descriptors or memory: wait instead of spinning on the same error.
-            if (ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space ||
-                ec == asio::error::no_memory || ec == boost::system::errc::too_many_files_open_in_system)
-            {
-                log->warn("accept failed: " + ec.message() + "; pausing 100 ms");
-                backoff.expires_after(std::chrono::milliseconds(100));
-                co_await backoff.async_wait(nothrow_awaitable);
-            }
             continue;
         }
-        if (open.load() >= opts.max_connections)
+        if (stopping.load() || !acceptor.is_open() || ec == asio::error::operation_aborted)
+            break;
+        // Out of descriptors or memory: wait instead of spinning on the same error.
+        if (ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space || ec == asio::error::no_memory ||
+            ec == boost::system::errc::too_many_files_open_in_system)
         {
-            rejected.fetch_add(1);
-            boost::system::error_code ignored;
-            socket.close(ignored);
-            continue;
+            log->warn("accept failed: " + ec.message() + "; pausing 100 ms");
+            backoff.expires_after(std::chrono::milliseconds(100));
+            co_await backoff.async_wait(nothrow_awaitable);
         }
-        accepted.fetch_add(1);
-        boost::system::error_code ignored;
-        socket.set_option(tcp::no_delay(true), ignored);
-        spawn(std::move(socket));
     }
+    accept_running = false;
+    accept_ended.cancel();
+}
+
+// Closing a listening socket resets the connections still in its accept queue, and a
+// client there may have sent its request already (a load balancer sends until
+// accepting stops): they are served instead, as the connections already open are.
+void server_state::accept_pending()
+{
+    boost::system::error_code ec;
+    acceptor.non_blocking(true, ec);
+    while (!ec)
+    {
+        auto socket = acceptor.accept(connection_executor(), ec);
+        if (!ec)
+            admit(std::move(socket));
+    }
+}
+
+void server_state::admit(tcp::socket socket)
+{
+    if (open.load() >= opts.max_connections)
+    {
+        rejected.fetch_add(1);
+        boost::system::error_code ignored;
+        socket.close(ignored);
+        return;
+    }
+    accepted.fetch_add(1);
+    boost::system::error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
+    spawn(std::move(socket));
 }
 
 } // namespace detail
@@ -207,8 +231,17 @@ namespace {
 // cannot slip in between counting the open connections and the wait.
 asio::awaitable<void> shut_down(std::shared_ptr<detail::server_state> self, std::chrono::milliseconds grace)
 {
+    if (self->acceptor.is_open())
+        self->accept_pending();
     boost::system::error_code ec;
     self->acceptor.close(ec);
+    // A connection the accept loop has taken but not yet handed on is served too: wait
+    // for the loop to end before counting the open connections.
+    if (self->accept_running)
+    {
+        self->accept_ended.expires_at(clock_type::time_point::max());
+        co_await self->accept_ended.async_wait(nothrow_awaitable);
+    }
     self->for_each_session([](detail::session_base& s) { s.notify_stopping(); });
     if (self->open.load() > 0)
     {

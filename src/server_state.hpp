@@ -66,6 +66,8 @@ struct server_state : std::enable_shared_from_this<server_state>
     std::mutex sessions_mutex;
     std::unordered_map<session_base*, std::weak_ptr<session_base>> sessions;
     asio::steady_timer all_closed; // shutdown waits on it; the last session to end cancels it
+    bool accept_running = false;    // on the strand: the accept loop has not ended yet
+    asio::steady_timer accept_ended; // shutdown waits on it; the accept loop cancels it as it ends
 
     /// Where the next connection runs: a strand of the next executor, or the executor
     /// itself when `server_options::strand_per_connection` is off.
@@ -89,6 +91,9 @@ struct server_state : std::enable_shared_from_this<server_state>
     }
 
     asio::awaitable<void> accept_loop();
+    /// Accepts, without waiting, the connections already in the kernel's accept queue.
+    void accept_pending();
+    void admit(asio::ip::tcp::socket socket);
     void spawn(asio::ip::tcp::socket socket);
 };
 

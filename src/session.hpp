@@ -122,11 +122,18 @@ private:
         {
             if (reader_.empty())
             {
-                if (srv_->stopping.load())
+                // At shutdown an idle connection ends, unless its client's next request
+                // has already arrived (sent as we stopped): that one is still answered.
+                if (srv_->stopping.load() && !request_waiting())
                     co_return;
                 auto [ec, n] = co_await reader_.idle_read();
                 if (!reader_.idle_read_done(ec, n))
+                {
+                    // notify_stopping cancels the idle read, perhaps just as bytes came.
+                    if (ec == asio::error::operation_aborted && srv_->stopping.load() && request_waiting())
+                        continue;
                     co_return;
+                }
             }
             auto failed = co_await reader_.read(srv_->stopping);
             if (failed)
@@ -406,6 +413,18 @@ private:
     }
 
     transport_type& socket() { return beast::get_lowest_layer(stream_); }
+
+    // Bytes from the client wait in the kernel, unread.
+    bool request_waiting()
+    {
+        if constexpr (is_memory_stream<Stream>)
+            return false;
+        else
+        {
+            boost::system::error_code ec;
+            return socket().available(ec) > 0 && !ec;
+        }
+    }
 
     std::shared_ptr<server_state> srv_;
     Stream stream_;

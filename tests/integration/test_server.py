@@ -1089,6 +1089,57 @@ class GracefulShutdown(unittest.TestCase):
             if srv.proc.poll() is None:
                 srv.proc.kill()
 
+    def test_requests_that_reached_the_server_as_it_stops_are_answered(self):
+        # A load balancer keeps sending until accepting stops, so at that moment requests
+        # sit in the kernel: on connections still in the accept queue, and on keep-alive
+        # connections the server has not read yet. To make that moment last, the one loop
+        # thread is held by /api/cpu?offload=false while clients connect and send, and
+        # SIGTERM arrives; once the thread is free, every one of those requests must be
+        # answered, none reset or closed unanswered.
+        srv = Server("--threads", "1", "--db-latency-ms", "0").start()
+        conns = []
+        try:
+            kept = [srv.connect(timeout=10) for _ in range(4)]
+            conns += kept
+            for c in kept:
+                c.send(build_request("GET", "/healthz"))
+                self.assertEqual(c.read_response().status, 200)
+            blocker = srv.connect(timeout=10)
+            conns.append(blocker)
+            cpu = srv.cpu_seconds()
+            blocker.send(build_request("GET", "/api/cpu?ms=1500&offload=false"))
+            self.assertTrue(wait_until(lambda: srv.cpu_seconds() - cpu > 0.1, 5.0), "the loop never got busy")
+            item = b'{"name":"queued","price":1}'
+            fresh = []
+            for i in range(16):
+                c = srv.connect(timeout=10)
+                conns.append(c)
+                fresh.append(c)
+                if i % 2:
+                    c.send(build_request("POST", "/api/items", {"Content-Type": "application/json"}, item))
+                else:
+                    c.send(build_request("GET", "/healthz"))
+            for c in kept:
+                c.send(build_request("GET", "/healthz"))
+            srv.signal(signal.SIGTERM)
+            self.assertEqual(blocker.read_response().status, 200)
+            lost = []
+            for i, c in enumerate(fresh + kept):
+                what = "fresh %d" % i if i < len(fresh) else "keep-alive %d" % (i - len(fresh))
+                try:
+                    res = c.read_response(timeout=10)
+                except Closed:
+                    lost.append("%s: %s" % (what, c.closed_by))
+                    continue
+                self.assertIn(res.status, (200, 201), "%s: %r" % (what, res))
+            self.assertFalse(lost, "requests lost at shutdown: %s" % ", ".join(lost))
+            self.assertEqual(srv.wait(10), 0, srv.output())
+        finally:
+            for c in conns:
+                c.close()
+            if srv.proc.poll() is None:
+                srv.proc.kill()
+
     def test_the_drain_answers_503_on_readyz_and_closes_connections(self):
         srv = Server("--drain-delay-ms", "1000").start()
         busy = idle = silent = None
