@@ -10,7 +10,6 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libssl-dev openssl catch2
-  libpq-dev postgresql   # the PostgreSQL backend (libpq) and the tests' throw-away servers
   clang-14 libclang-rt-14-dev   # scripts/fuzz.sh: libFuzzer with ASan and UBSan
   curl python3 python3-websockets   # python3-websockets: the WebSocket tests (/usr/bin/python3)
   postgresql libpq-dev   # the PostgreSQL backend; its tests start a server of their own (no system service)
