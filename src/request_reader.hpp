@@ -249,14 +249,37 @@ private:
                 cec = http::error::bad_chunk_extension;
         };
         parser.on_chunk_header(on_chunk);
+        auto header_fields = static_cast<std::size_t>(std::distance(head.begin(), head.end()));
         watchdog_.io_after(opts_.body_timeout);
         auto [ec, n] = co_await http::async_read(stream_, buffer_, parser, nothrow_awaitable);
         watchdog_.io_clear();
         bool timed_out = watchdog_.io_expired();
         watchdog_.clear_io_expired();
         if (!ec)
-            co_return std::nullopt;
+            co_return drop_trailers(parser.get(), header_fields);
         co_return std::optional<rejection>{reading::body_failure(ec, timed_out, opts_)};
+    }
+
+    // Beast adds a chunked body's trailer fields to the header. They are counted
+    // against --max-header-fields and dropped: a handler sees only the header it
+    // was sent (RFC 9110 §6.5.1: a trailer is not merged into the header).
+    std::optional<std::optional<rejection>> drop_trailers(http::request_header<>& head, std::size_t header_fields)
+    {
+        auto it = head.begin();
+        std::size_t kept = 0;
+        for (; it != head.end() && kept < header_fields; ++it)
+            ++kept;
+        std::size_t trailers = 0;
+        while (it != head.end())
+        {
+            it = head.erase(it);
+            ++trailers;
+        }
+        if (trailers > opts_.limits.max_fields)
+            return std::optional<rejection>{rejection{http::status::request_header_fields_too_large,
+                                                      "more than " + std::to_string(opts_.limits.max_fields) +
+                                                          " trailer fields"}};
+        return std::nullopt;
     }
 
     Stream& stream_;

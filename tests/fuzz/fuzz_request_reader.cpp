@@ -9,6 +9,7 @@
 #include <boost/beast/_experimental/test/stream.hpp>
 
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 
 using namespace coroute;
@@ -31,11 +32,16 @@ const reader_options& options()
     return o;
 }
 
-void require(bool ok)
+// Names the broken invariant before the abort, so a crash file explains itself.
+void require(bool ok, const char* what)
 {
     if (!ok)
+    {
+        std::fprintf(stderr, "fuzz_request_reader: invariant broken: %s\n", what);
         std::abort();
+    }
 }
+#define REQUIRE(x) require((x), #x)
 
 bool refusal_status(http::status s)
 {
@@ -72,18 +78,18 @@ asio::awaitable<void> serve(request_reader<test_stream>& reader, std::size_t inp
         if (failed)
         {
             if (failed->answer)
-                require(refusal_status(failed->answer->status));
+                REQUIRE(refusal_status(failed->answer->status));
             co_return; // a refused request closes the connection: what follows is never read
         }
         auto msg = reader.take_message();
-        require(msg.target().size() <= options().limits.target_limit);
-        require(msg.body().size() <= options().body_limit);
+        REQUIRE(msg.target().size() <= options().limits.target_limit);
+        REQUIRE(msg.body().size() <= options().body_limit);
         std::size_t fields = 0;
         for (auto it = msg.begin(); it != msg.end(); ++it)
             ++fields;
-        require(fields <= options().limits.max_fields);
+        REQUIRE(fields <= options().limits.max_fields);
         taken += msg.target().size() + msg.body().size();
-        require(taken <= input); // nothing is made up
+        REQUIRE(taken <= input); // nothing is made up
         ++requests;
     }
 }
@@ -106,11 +112,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::size_t requests = 0;
     bool done = false;
     asio::co_spawn(ioc, serve(reader, size, requests), [&](std::exception_ptr e) {
-        require(!e); // the reader never throws for what a client sends
+        REQUIRE(!e); // the reader never throws for what a client sends
         done = true;
         dog.stop();
     });
     ioc.run();
-    require(done);
+    REQUIRE(done);
     return 0;
 }

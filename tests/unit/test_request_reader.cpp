@@ -150,6 +150,29 @@ TEST_CASE("request reader: a slow header or body is a 408, an idle connection ju
     }
 }
 
+TEST_CASE("request reader: a chunked body's trailer fields are dropped, and too many are 431", "[reader]")
+{
+    reading_fixture f;
+    f.send("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+           "5\r\nhello\r\n0\r\nX-Injected: 1\r\nContent-Type: text/evil\r\n\r\n");
+    auto r = f.read();
+    REQUIRE(r.has_value());
+    CHECK(r->message.body() == "hello");
+    CHECK(r->message.count("X-Injected") == 0);
+    CHECK(r->message.count(http::field::content_type) == 0);
+    CHECK(r->message[http::field::host] == "x");
+
+    reader_options few;
+    few.limits.max_fields = 3;
+    reading_fixture g{few};
+    std::string trailers;
+    for (int i = 0; i < 4; ++i)
+        trailers += "T" + std::to_string(i) + ": v\r\n";
+    g.send("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n" + trailers +
+           "\r\n");
+    CHECK(answer_of(g.read()) == http::status::request_header_fields_too_large);
+}
+
 TEST_CASE("request reader: framing rules reject smuggling shapes and bad Host values", "[reader]")
 {
     const char* bad[] = {
