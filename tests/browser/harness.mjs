@@ -7,6 +7,7 @@
 //   COROUTE_WWW        the www directory           (default: www/)
 //   COROUTE_ARTIFACTS  where screenshots go        (default: a new temporary directory)
 //   COROUTE_CHROMIUM   the browser                 (default: /usr/bin/chromium, Debian's)
+//   COROUTE_TEST_PG    a PostgreSQL URL: every server runs on it (--db) instead of the simulated database
 
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
@@ -51,7 +52,8 @@ export class ServerStartError extends Error {
  * @returns {Promise<{url: string, stop: () => Promise<void>, output: () => string}>}
  */
 export function startServer(extraArgs = [], { timeoutMs = 15_000 } = {}) {
-  const args = ['--host', '127.0.0.1', '--port', '0', '--www', wwwDir, '--access-log', 'off', ...extraArgs];
+  const db = process.env.COROUTE_TEST_PG ? ['--db', process.env.COROUTE_TEST_PG] : [];
+  const args = ['--host', '127.0.0.1', '--port', '0', '--www', wwwDir, '--access-log', 'off', ...db, ...extraArgs];
   const child = spawn(serverBinary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const keep = (chunk) => { output = (output + chunk).slice(-20_000); };
