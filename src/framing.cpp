@@ -242,6 +242,7 @@ header_scan scan_header(std::string_view buf, const header_limits& limits, std::
 
 std::optional<rejection> check_header_bytes(std::string_view header, const header_limits& limits)
 {
+    constexpr std::size_t max_field_bytes = 65'533;
     auto nl = header.find('\n');
     if (nl == std::string_view::npos)
         return bad("malformed request line");
@@ -277,6 +278,12 @@ std::optional<rejection> check_header_bytes(std::string_view header, const heade
         if (++count > limits.max_fields)
             return rejection{http::status::request_header_fields_too_large,
                              "more than " + std::to_string(limits.max_fields) + " header fields"};
+        // Beast stores a field's name and value lengths in 16 bits (and throws past them),
+        // whatever --header-limit-bytes allows.
+        if (line.size() - colon - 1 > max_field_bytes || name.size() > max_field_bytes)
+            return rejection{http::status::request_header_fields_too_large,
+                             "header field " + std::string{name.substr(0, 64)} + " is longer than " +
+                                 std::to_string(max_field_bytes) + " bytes"};
     }
     return std::nullopt;
 }

@@ -540,6 +540,15 @@ class Limits(ServerTestCase):
 
     # field count (431)
 
+    def test_a_field_over_64_kib_is_431_even_with_a_larger_header_limit(self):
+        # Beast cannot hold a field over 64 KiB; the server must say so, not drop the connection.
+        with Server("--header-limit-bytes", "262144", "--access-log", "off") as s, s.connect() as c:
+            c.send(b"GET /healthz HTTP/1.1\r\nHost: a\r\nX-Big: " + b"v" * 70000 + b"\r\n\r\n")
+            res = c.read_response()
+            self.assert_problem(res, 431)
+            self.assertIn("X-Big", res.json()["detail"])
+            self.assertEqual(s.request("GET", "/healthz").status, 200)
+
     def test_more_than_100_fields_is_431(self):
         res = self.assert_rejected(b"GET /healthz HTTP/1.1\r\n" + header_fields(101), status=431)
         self.assertIn("100", res.json()["detail"])

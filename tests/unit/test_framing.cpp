@@ -89,6 +89,17 @@ TEST_CASE("framing: obs-fold, whitespace before a colon and control characters a
     CHECK_FALSE(check_header_bytes("GET / HTTP/1.1\r\nHost: a\r\nX-Tab: a\tb\r\n\r\n", l));
 }
 
+TEST_CASE("framing: a field over 64 KiB is 431 whatever the header limit", "[framing]")
+{
+    header_limits l;
+    l.header_limit = 1 << 20;
+    auto big = check_header_bytes("GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + std::string(70'000, 'v') + "\r\n\r\n", l);
+    REQUIRE(big);
+    CHECK(big->status == http::status::request_header_fields_too_large);
+    CHECK(big->detail.find("X-Big") != std::string::npos);
+    CHECK_FALSE(check_header_bytes("GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + std::string(65'000, 'v') + "\r\n\r\n", l));
+}
+
 TEST_CASE("framing: more header fields than allowed is 431", "[framing]")
 {
     header_limits l;
