@@ -8,7 +8,8 @@
 #                         [--rounds N] [--only a,b,...] [--no-build] [--no-pin]
 #   --quick      smoke run: 2 s per scenario, 1 s warm-up, one reference round
 #   --only       healthz,static,static-8m,db-c100,db-c1000,db-c10000,parallel,external,ws-echo,
-#                idle-10k,ws-idle-10k,reference
+#                idle-10k,ws-idle-10k,reference,
+#                pg-db-c1000,pg-items,cluster-items (PostgreSQL: one process, then nginx + 2 replicas)
 #
 # A benchmark needs the machine to itself: where others build and test on it, run it
 # under their lock, e.g. `flock /tmp/coroute-build.lock scripts/bench.sh`.

@@ -42,6 +42,15 @@ SCENARIOS = [
     ("parallel", "/api/db/parallel?queries=10&delay_ms=50", 256, 256 / 0.05),
     ("external", "/api/external", 64, None),
 ]
+# On PostgreSQL (a throw-away server of the bench's own): name, path, connections,
+# extra server flags, ideal req/s. A query holds a pooled connection for its delay, so
+# the pool, not the event loop, bounds db-c1000 there: pool / delay.
+PG_POOL = 200
+PG_SCENARIOS = [
+    ("pg-db-c1000", "/api/db?delay_ms=100", 1000, ["--db-pool", str(PG_POOL)], PG_POOL / 0.1),
+    ("pg-items", "/api/items/1", 64, [], None),
+]
+CLUSTER_REPLICAS = 2
 IDLE_CONNECTIONS = 10000
 LARGE_FILE_BYTES = 8 * 1024 * 1024
 LARGE_FILE_CONNECTIONS = 16
@@ -403,6 +412,75 @@ def run_external(args, conns):
     if rows and rows[0]["status"] == "ok":
         rows += external_pass(args, conns, "external-0ms", ["--upstream-latency-ms", "0"])
     return rows
+
+
+def run_postgres(args, wanted):
+    """The PostgreSQL scenarios on one process, then the same item reads through the
+    cluster (CLUSTER_REPLICAS replicas of one thread behind nginx, on a database of its own)."""
+    sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+    import pgserver  # noqa: E402
+    rows = []
+    base = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(args.server))), "bench-pg")
+    with pgserver.PgServer(base, settings={"max_connections": str(PG_POOL + 50)}) as pg:
+        for name, path, conns, extra, ideal in PG_SCENARIOS:
+            if not wanted(name):
+                continue
+            log(f"{name}: GET {path}, {conns} connections, PostgreSQL")
+            srv = CorouteServer(args.server, args.threads, extra=["--db", pg.url, *extra])
+            try:
+                if not wait_ready(srv.url("/readyz")):
+                    rows.append({"name": name, "path": path, "connections": conns, "status": "skipped",
+                                 "reason": "the server did not become ready on PostgreSQL"})
+                    continue
+                r = measure(srv.url(path), conns, args.warmup, args.duration, args.wrk_threads, server=srv)
+                rows.append(summarize(name, path, conns, ideal, r))
+                rows[-1]["note"] = "PostgreSQL" + (f", pool {extra[-1]}" if extra else ", pool 16")
+                log(f"  {rows[-1]['rps']:.0f} req/s, p99 {rows[-1]['p99_ms']:.2f} ms, {rows[-1]['errors_total']} errors")
+            finally:
+                srv.stop()
+    if wanted("cluster-items"):
+        rows.append(run_cluster(args))
+    return rows
+
+
+def wait_ready(url, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if http_get(url, timeout=2)[0] == 200:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def run_cluster(args):
+    name, path, conns = "cluster-items", "/api/items/1", 64
+    log(f"{name}: GET {path}, {conns} connections, nginx in front of {CLUSTER_REPLICAS} replicas of 1 thread")
+    cmd = [sys.executable, os.path.join(ROOT, "scripts", "cluster.py"), "--server", args.server,
+           "--replicas", str(CLUSTER_REPLICAS), "--port", "0",
+           "--dir", os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(args.server))), "bench-cluster"),
+           "--", "--threads", "1", "--access-log", "off", "--log-level", "warn"]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=raise_nofile)
+    try:
+        line = proc.stdout.readline().strip()
+        m = re.match(r"^cluster listening on http://([^:/]+):(\d+)$", line)
+        if not m:
+            proc.kill()
+            return {"name": name, "path": path, "connections": conns, "status": "skipped",
+                    "reason": f"the cluster did not start: {line or proc.stderr.read()[-300:]}"}
+        url = f"http://{m.group(1)}:{m.group(2)}{path}"
+        r = measure(url, conns, args.warmup, args.duration, args.wrk_threads)
+        row = summarize(name, path, conns, None, r)
+        row["note"] = f"PostgreSQL, nginx + {CLUSTER_REPLICAS} replicas x 1 thread"
+        log(f"  {row['rps']:.0f} req/s, p99 {row['p99_ms']:.2f} ms, {row['errors_total']} errors")
+        return row
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def run_idle(args, name="idle-10k", path="/healthz", websocket=False):
@@ -872,6 +950,8 @@ def main():
     if wanted("external"):
         log("external: GET /api/external, 64 connections, on servers of its own")
         res["scenarios"].extend(run_external(args, 64))
+    if any(wanted(n) for n in ("pg-db-c1000", "pg-items", "cluster-items")):
+        res["scenarios"].extend(run_postgres(args, wanted))
     if wanted("static-8m"):
         log(f"static-8m: GET an 8 MiB file, {LARGE_FILE_CONNECTIONS} connections, coroute and nginx")
         res["scenarios"].extend(run_large_static(args))
