@@ -28,7 +28,7 @@ std::shared_ptr<router> make_routes()
     auto r = std::make_shared<router>();
     app::db_options o;
     o.latency = std::chrono::milliseconds{0};
-    app::add_db_routes(*r, std::make_shared<app::database>(o));
+    app::add_db_routes(*r, std::make_shared<app::sim_database>(o));
     return r;
 }
 

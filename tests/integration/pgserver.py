@@ -29,6 +29,7 @@ usage: pgserver.py run [--dir D] [--db NAME] -- CMD ARGS...
 import argparse
 import atexit
 import glob
+import itertools
 import json
 import os
 import shutil
@@ -90,12 +91,15 @@ def _process_start(pid):
         return None
 
 
+_instances = itertools.count(1)
+
+
 def _alive(pid, start):
     return pid is not None and _process_start(pid) is not None and _process_start(pid) == start
 
 
 class PgServer:
-    """One PostgreSQL server in `directory` (default: build/pgserver/pg-<pid>).
+    """One PostgreSQL server in `directory` (default: build/pgserver/pg-<pid>-<n>).
 
     start() makes and starts it; stop() stops it and keeps its data (start() again
     restarts it, for restart tests); close() stops it at once and removes it.
@@ -104,7 +108,7 @@ class PgServer:
     def __init__(self, directory=None, dbname="coroute", settings=None, start_timeout=60.0):
         self.sweep_siblings = directory is None
         if directory is None:
-            directory = os.path.join(default_base(), "pgserver", "pg-%d" % os.getpid())
+            directory = os.path.join(default_base(), "pgserver", "pg-%d-%d" % (os.getpid(), next(_instances)))
         self.dir = os.path.abspath(directory)
         self.dbname = dbname
         self.settings = dict(settings or {})
@@ -308,10 +312,10 @@ def _remove_if_abandoned(directory, refuse_live=False):
     if not os.path.exists(directory):
         return
     state = _read_state(directory)
-    if state is not None and state.get("owner") != os.getpid() and _alive(state.get("owner"),
-                                                                          state.get("owner_start")):
+    if state is not None and _alive(state.get("owner"), state.get("owner_start")):
         if refuse_live:
-            raise PgError("%s is in use by process %s" % (directory, state["owner"]))
+            raise PgError("%s is in use by process %s%s" % (directory, state["owner"],
+                                                           " (this one)" if state["owner"] == os.getpid() else ""))
         return
     if state is None:
         # Not made by us, or made by a run killed before it wrote its state: only an empty
@@ -369,7 +373,7 @@ def _main(argv):
     run = sub.add_parser("run", help="run CMD with COROUTE_TEST_PG set, then stop the server")
     serve = sub.add_parser("serve", help="print the URL and run until SIGINT or SIGTERM")
     for p in (run, serve):
-        p.add_argument("--dir", help="the server's directory (default: build/pgserver/pg-<pid>)")
+        p.add_argument("--dir", help="the server's directory (default: build/pgserver/pg-<pid>-<n>)")
         p.add_argument("--db", default="coroute", help="the database to create (coroute)")
     run.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     args = parser.parse_args(argv)

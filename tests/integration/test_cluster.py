@@ -177,21 +177,12 @@ def running(pid):
         return False
 
 
-def server_has_db_option():
-    p = subprocess.run([server_binary(), "--help"], capture_output=True, text=True, timeout=10, env=clean_env())
-    return "--db " in p.stdout or "--db URL" in p.stdout
-
-
 class ClusterTestCase(unittest.TestCase):
     cluster = None
 
     @classmethod
     def setUpClass(cls):
-        # The database is PostgreSQL once the server has --db; until then each replica has
-        # its own simulated one, and the tests that need a shared database say so.
-        cls.shared_db = server_has_db_option()
-        cls.cluster = Cluster("--db", "postgresql" if cls.shared_db else "sim",
-                              "--", "--threads", "1", "--db-latency-ms", "5").start()
+        cls.cluster = Cluster("--db", "postgresql", "--", "--threads", "1", "--db-latency-ms", "5").start()
 
     @classmethod
     def tearDownClass(cls):
@@ -206,17 +197,12 @@ class ClusterTestCase(unittest.TestCase):
         if os.path.exists(c.dir):
             raise AssertionError("the cluster left %s behind" % c.dir)
 
-    def need_shared_db(self):
-        if not self.shared_db:
-            self.skipTest("the server has no --db option yet: the replicas cannot share a database")
-
     def balancer(self, timeout=10.0):
         return http.client.HTTPConnection("127.0.0.1", self.cluster.port, timeout=timeout)
 
     # -- (a) the feed crosses replicas ---------------------------------------------------
 
     def test_an_item_created_through_the_balancer_reaches_every_replicas_event_stream(self):
-        self.need_shared_db()
         c = self.cluster
         streams = {}
         try:
@@ -249,7 +235,6 @@ class ClusterTestCase(unittest.TestCase):
     # -- (b) CRUD and spreading ------------------------------------------------------------
 
     def test_items_crud_through_the_balancer_sees_every_write_whichever_replica_answers(self):
-        self.need_shared_db()
         conn = self.balancer()
         try:
             status, res, item = request(conn, "POST", "/api/items", {"name": "crud", "price": 1.5}, "crud-post")
@@ -305,7 +290,7 @@ class ClusterTestCase(unittest.TestCase):
 
     def test_sigterm_to_a_replica_and_a_rolling_restart_under_load_fail_no_request(self):
         c = self.cluster
-        load = Load(c.port, shared_db=self.shared_db)
+        load = Load(c.port)
         load.start()
         try:
             self.assertTrue(load.wait_requests(200, 15.0), "the load did not get going: %s" % load.summary())
@@ -364,8 +349,6 @@ class ClusterTestCase(unittest.TestCase):
                 await ws.send(json.dumps({"op": "db", "id": 7, "delay_ms": 50}))
                 answer = json.loads(await asyncio.wait_for(ws.recv(), 5))
                 self.assertEqual((answer["op"], answer["id"]), ("db", 7), answer)
-                if not self.shared_db:
-                    return
                 await ws.send(json.dumps({"op": "subscribe", "topic": "items"}))
                 self.assertEqual(json.loads(await asyncio.wait_for(ws.recv(), 5))["op"], "subscribed")
                 # Created through the balancer, perhaps on the other replica.
@@ -391,9 +374,8 @@ class Load:
     """LOAD_CLIENTS threads, each on a keep-alive connection to the balancer, sending
     reads and writes as fast as answers come; every answer is checked."""
 
-    def __init__(self, port, shared_db):
+    def __init__(self, port):
         self.port = port
-        self.shared_db = shared_db
         self.failures = []
         self.counts = {}
         self._lock = threading.Lock()
@@ -429,15 +411,13 @@ class Load:
                                                   dict(sorted(self.counts.items())))
 
     # Each client goes round its cycle: it creates an item, reads it, replaces it and
-    # deletes it, with list reads and queries between. On a shared database every answer
-    # is exact; with a simulated database per replica, only what does not depend on which
-    # replica answers is asked.
-    SHARED_CYCLE = ("POST", "GET own", "GET list", "PUT own", "GET db", "DELETE own")
-    SIM_CYCLE = ("POST", "GET list", "GET db", "GET list", "GET db")
+    # deletes it, with list reads and queries between. The database is shared, so every
+    # answer is exact whichever replica gives it.
+    CYCLE = ("POST", "GET own", "GET list", "PUT own", "GET db", "DELETE own")
 
     def _client(self, n):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
-        cycle = self.SHARED_CYCLE if self.shared_db else self.SIM_CYCLE
+        cycle = self.CYCLE
         step = 0
         mine = None
         while not self._stop.is_set():
