@@ -162,6 +162,13 @@ pg_database::~pg_database()
     blocking_.join();
 }
 
+void pg_database::on_change(change_observer f)
+{
+    auto shared = std::make_shared<const change_observer>(std::move(f));
+    std::lock_guard lock{mutex_};
+    observer_ = std::move(shared);
+}
+
 void pg_database::start()
 {
     asio::co_spawn(listen_strand_, listen_loop(), asio::bind_cancellation_slot(listen_stop_.slot(), asio::detached));
@@ -598,8 +605,15 @@ asio::awaitable<void> pg_database::listen_loop()
             // Whoever sent it, only a well-formed event reaches the streams.
             boost::system::error_code ec;
             auto doc = boost::json::parse(payload, ec);
-            if (!ec && doc.is_object() && doc.as_object().contains("op") && observer_)
-                observer_(boost::json::serialize(doc));
+            if (ec || !doc.is_object() || !doc.as_object().contains("op"))
+                return;
+            std::shared_ptr<const change_observer> observer;
+            {
+                std::lock_guard lock{mutex_};
+                observer = observer_;
+            }
+            if (observer && *observer)
+                (*observer)(boost::json::serialize(doc));
         };
         co_await (*r)->receive_notifications(deliver);
         std::string lost = PQerrorMessage((*r)->native());

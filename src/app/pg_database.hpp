@@ -56,7 +56,7 @@ public:
     std::size_t in_flight() const override;
     std::size_t peak_in_flight() const override;
     std::optional<std::string> unready() const override;
-    void on_change(change_observer f) override { observer_ = std::move(f); }
+    void on_change(change_observer f) override;
     std::string describe() const override;
     void start() override;
     asio::awaitable<void> stop() override;
@@ -95,7 +95,7 @@ private:
     std::size_t pool_size_;
     std::string server_options_;
     std::shared_ptr<logger> log_;
-    change_observer observer_;
+    std::shared_ptr<const change_observer> observer_; // set at any time, read by the feed
     asio::thread_pool blocking_{2}; // PQcancel and libpq's connection start
     asio::strand<asio::any_io_executor> listen_strand_; // the change feed's coroutine
     asio::cancellation_signal listen_stop_;             // emitted on that strand
