@@ -475,6 +475,32 @@ bool pg_database::usable(pg::connection& c)
 
 asio::awaitable<db_result<std::shared_ptr<pg::outcome>>> pg_database::execute(latency l, pg::step stmt, bool rerun)
 {
+    // The caller's coroutine may throw at any co_await once it is cancelled (Asio's
+    // default, kept by co_spawn'd workers such as /api/db/parallel's and the jobs'):
+    // that would unwind past a pooled connection and lose its slot for good. The
+    // pipeline runs with throwing off and reports cancellation as operation_aborted;
+    // the caller's setting comes back before we return.
+    bool throws = co_await asio::this_coro::throw_if_cancelled();
+    co_await asio::this_coro::throw_if_cancelled(false);
+    std::exception_ptr escaped;
+    db_result<std::shared_ptr<pg::outcome>> out = db_error::failed;
+    try
+    {
+        out = co_await run_pipeline(l, std::move(stmt), rerun);
+    }
+    catch (...)
+    {
+        escaped = std::current_exception();
+    }
+    co_await asio::this_coro::throw_if_cancelled(throws);
+    if (escaped)
+        std::rethrow_exception(escaped);
+    co_return out;
+}
+
+asio::awaitable<db_result<std::shared_ptr<pg::outcome>>> pg_database::run_pipeline(latency l, pg::step stmt,
+                                                                                   bool rerun)
+{
     auto self = shared_from_this();
     std::vector<pg::step> steps;
     if (auto d = l.value_or(latency_); d.count() > 0)
@@ -565,6 +591,7 @@ asio::awaitable<void> pg_database::recover(connection_ptr c)
 asio::awaitable<void> pg_database::listen_loop()
 {
     auto self = shared_from_this();
+    co_await asio::this_coro::throw_if_cancelled(false); // the stop is seen where we look for it
     auto backoff = 100ms;
     for (;;)
     {

@@ -73,6 +73,8 @@ private:
     // `rerun` allows one more try on a fresh connection when a reused one turns out
     // dead before it answered (reads only: a write may have been applied).
     asio::awaitable<db_result<std::shared_ptr<pg::outcome>>> execute(latency l, pg::step stmt, bool rerun);
+    // execute()'s work, run with throw_if_cancelled off.
+    asio::awaitable<db_result<std::shared_ptr<pg::outcome>>> run_pipeline(latency l, pg::step stmt, bool rerun);
     asio::awaitable<acquired> acquire();
     // Waits for a pooled connection, the right to open one, or the stop.
     asio::awaitable<std::shared_ptr<waiter>> wait_turn(asio::any_io_executor ex);
