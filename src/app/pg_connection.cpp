@@ -5,11 +5,15 @@
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <unistd.h>
+
+#include <mutex>
+#include <optional>
 
 namespace coroute::app::pg {
 
@@ -92,25 +96,60 @@ asio::awaitable<boost::system::error_code> connection::wait(short events)
     // The reactor is edge-triggered and a wait does not look at the socket first, so
     // a readiness that came before the wait began would be missed. The wait starts,
     // then poll() looks: ready already means the wait is ended at once (as a success).
+    // On an executor with several threads the wait can complete on another thread
+    // while its start is still running, and the caller's coroutine would move on
+    // (freeing this start, even the connection) under it: a completion that comes
+    // while `starting` is kept, and handed on once the start is done.
     // Named: GCC 12 destroys a temporary in a co_await expression twice.
     auto start = [this, events](auto handler) {
-            auto ready = std::make_shared<bool>(false);
-            auto slot = asio::get_associated_cancellation_slot(handler);
-            auto ex = asio::get_associated_executor(handler, desc_.get_executor());
-            auto what = (events & POLLOUT) ? asio::posix::descriptor_base::wait_write
-                                           : asio::posix::descriptor_base::wait_read;
-            desc_.async_wait(what, asio::bind_cancellation_slot(
-                                       slot, asio::bind_executor(ex, [h = std::move(handler), ready](
-                                                                         boost::system::error_code e) mutable {
-                                           std::move(h)(*ready ? boost::system::error_code{} : e);
-                                       })));
-            pollfd p{desc_.native_handle(), events, 0};
-            if (::poll(&p, 1, 0) > 0)
-            {
-                *ready = true;
-                desc_.cancel();
-            }
+        struct state
+        {
+            std::mutex mutex;
+            bool starting = true;
+            bool ready = false;
+            std::optional<boost::system::error_code> early;
+            std::optional<decltype(handler)> waiting;
         };
+        auto s = std::make_shared<state>();
+        auto slot = asio::get_associated_cancellation_slot(handler);
+        auto ex = asio::get_associated_executor(handler, desc_.get_executor());
+        auto what = (events & POLLOUT) ? asio::posix::descriptor_base::wait_write
+                                       : asio::posix::descriptor_base::wait_read;
+        auto& desc = desc_;
+        pollfd p{desc_.native_handle(), events, 0};
+        s->waiting.emplace(std::move(handler));
+        desc.async_wait(what, asio::bind_cancellation_slot(slot, asio::bind_executor(ex, [s](boost::system::error_code e) {
+                                   std::unique_lock lock{s->mutex};
+                                   if (s->ready)
+                                       e = {};
+                                   if (s->starting)
+                                   {
+                                       s->early = e;
+                                       return;
+                                   }
+                                   auto h = std::move(*s->waiting);
+                                   lock.unlock();
+                                   std::move(h)(e);
+                               })));
+        // From here on only `s`, `desc`, `p` and `ex`: the wait cannot be handed on
+        // before `starting` is cleared, so the connection is still ours.
+        if (::poll(&p, 1, 0) > 0)
+        {
+            {
+                std::lock_guard lock{s->mutex};
+                s->ready = true;
+            }
+            desc.cancel();
+        }
+        std::unique_lock lock{s->mutex};
+        s->starting = false;
+        if (!s->early)
+            return;
+        auto h = std::move(*s->waiting);
+        auto e = *s->early;
+        lock.unlock();
+        asio::post(ex, [h = std::move(h), e]() mutable { std::move(h)(e); });
+    };
     auto [ec] = co_await asio::async_initiate<decltype(use_tuple), void(boost::system::error_code)>(std::move(start), use_tuple);
     co_return ec;
 }
@@ -133,16 +172,19 @@ connection::open(asio::any_io_executor ex, asio::thread_pool& blocking, const st
     if (PQstatus(raw) == CONNECTION_BAD)
         co_return one_line(PQerrorMessage(raw));
 
-    // Past the timeout the wait in progress is cancelled; the flag tells why.
+    // Past the timeout the wait in progress is cancelled; the flag tells why. The
+    // timer's handler runs on our executor (a strand: see the header), never beside
+    // attach() replacing the descriptor it cancels.
     auto expired = std::make_shared<bool>(false);
     asio::steady_timer timer{ex, timeout};
-    timer.async_wait([weak = std::weak_ptr<connection>{c}, expired](boost::system::error_code e) {
+    auto here = co_await asio::this_coro::executor;
+    timer.async_wait(asio::bind_executor(here, [weak = std::weak_ptr<connection>{c}, expired](boost::system::error_code e) {
         if (e)
             return;
         *expired = true;
         if (auto c = weak.lock())
             c->desc_.cancel();
-    });
+    }));
 
     auto state = PGRES_POLLING_WRITING;
     for (;;)

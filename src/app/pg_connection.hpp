@@ -67,7 +67,8 @@ public:
 
     /// Opens a connection without blocking the event loop: libpq's start (which may
     /// resolve a host name) runs on `blocking`, the handshake on `ex`. Fails with
-    /// libpq's message, or a timeout past `timeout`.
+    /// libpq's message, or a timeout past `timeout`. Await it on a strand (or a
+    /// loop of one thread): its timeout's handler runs on the caller's executor.
     /// `server_options` is libpq's `options` (e.g. "-c statement_timeout=30000"), used
     /// unless the URL sets its own.
     static asio::awaitable<boost::system::result<std::shared_ptr<connection>, std::string>>

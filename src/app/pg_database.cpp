@@ -357,7 +357,9 @@ asio::awaitable<pg_database::acquired> pg_database::open_for_pool()
     // Opened apart from the caller's cancellation: the connection is worth keeping
     // even when the request that asked for it has gone.
     auto self = shared_from_this();
-    auto r = co_await asio::co_spawn(ex_, open_prepared(),
+    // On a strand: a connection's waits and its connect timeout are never run side by side.
+    auto strand = asio::make_strand(ex_);
+    auto r = co_await asio::co_spawn(strand, open_prepared(),
                                      asio::bind_cancellation_slot(asio::cancellation_slot{}, asio::use_awaitable));
     if (!r)
     {
@@ -534,7 +536,8 @@ asio::awaitable<db_result<std::shared_ptr<pg::outcome>>> pg_database::run_pipeli
         auto out = std::make_shared<pg::outcome>(std::move(ran));
         if (out->state == pg::outcome::kind::cancelled)
         {
-            asio::co_spawn(ex_, recover(std::move(*c)), asio::detached);
+            // A strand of its own: the drain and its time limit are two coroutines.
+            asio::co_spawn(asio::make_strand(ex_), recover(std::move(*c)), asio::detached);
             co_return asio::error::operation_aborted;
         }
         if (out->state == pg::outcome::kind::broken)

@@ -8,6 +8,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/json/parse.hpp>
@@ -174,7 +175,7 @@ private:
 class pg_fixture
 {
 public:
-    pg_fixture(const std::string& name, db_options o, changes* seen = nullptr) : dbname(name)
+    pg_fixture(const std::string& name, db_options o, changes* seen = nullptr, int threads = 1) : dbname(name)
     {
         if (o.url == "sim")
             o.url = fresh_database(name);
@@ -182,8 +183,13 @@ public:
         if (seen)
             db->on_change([seen](const std::string& e) { seen->push(e); });
         db->start();
-        runner_ = std::thread([this] {
+        runner_ = std::thread([this, threads] {
+            std::vector<std::thread> more;
+            for (int i = 1; i < threads; ++i)
+                more.emplace_back([this] { ioc_.run(); });
             ioc_.run();
+            for (auto& t : more)
+                t.join();
             ran_out_.set_value();
         });
     }
@@ -213,6 +219,8 @@ public:
     {
         asio::post(ioc_, [&signal] { signal.emit(asio::cancellation_type::terminal); });
     }
+
+    asio::io_context& context() { return ioc_; }
 
     /// Stops the database, then lets the loop run out of work: true when it did
     /// within a few seconds (nothing the database started is left waiting).
@@ -448,6 +456,49 @@ TEST_CASE("pg_database: a cancelled query ends at once, is cancelled on the serv
     CHECK(since(start) < 2s);
     CHECK(f.db->open_connections() <= 1);
     CHECK(a.coroute_backends(f.dbname) <= 2); // the pool and the listener
+    CHECK(f.stop());
+}
+
+TEST_CASE("pg_database: on a loop of two threads, cancelled queries are recovered and their connections serve again",
+          "[pg][.]")
+{
+    // recover() and new connections run on the loop's executor, whose two threads may
+    // complete a socket wait while the other is still starting it: this once read a
+    // freed coroutine frame (a crash every few cancellations under the server).
+    pg_fixture f{"unit_cancel_threads", pool_of(4), nullptr, 2};
+    admin a;
+    for (int round = 0; round < 15; ++round)
+    {
+        std::vector<asio::cancellation_signal> signals(4);
+        std::vector<std::future<std::pair<db_result<std::vector<item>>, bool>>> slow;
+        for (auto& s : signals)
+        {
+            // Each on a strand of its own, as the server's requests are.
+            auto strand = asio::make_strand(f.context());
+            slow.push_back(asio::co_spawn(strand, query_as_caller(f.db, 2000ms),
+                                          asio::bind_cancellation_slot(s.slot(), asio::use_future)));
+        }
+        REQUIRE(eventually([&] { return a.coroute_backends(f.dbname, sleeping) == 4; }, 3s));
+        for (auto& s : signals)
+            f.cancel(s);
+        for (auto& q : slow)
+        {
+            REQUIRE(q.wait_for(3s) == std::future_status::ready);
+            auto r = q.get().first;
+            REQUIRE_FALSE(r.has_value());
+            CHECK(r.error() == asio::error::operation_aborted);
+        }
+        std::vector<std::future<db_result<std::vector<item>>>> quick;
+        for (int i = 0; i < 4; ++i)
+            quick.push_back(f.spawn(f.db->query(1, 0ms)));
+        for (auto& q : quick)
+        {
+            REQUIRE(q.wait_for(5s) == std::future_status::ready);
+            CHECK(q.get().has_value());
+        }
+        CHECK(f.db->open_connections() <= 4);
+    }
+    CHECK(eventually([&] { return a.coroute_backends(f.dbname, sleeping) == 0; }, 2s));
     CHECK(f.stop());
 }
 
