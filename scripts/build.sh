@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Configures and builds coroute with Ninja and ccache.
-# usage: scripts/build.sh [--release|--debug] [--sanitize] [--fuzz] [--build-dir DIR] [--target T]
+# usage: scripts/build.sh [--release|--debug] [--sanitize|--tsan|--fuzz] [--build-dir DIR] [--target T]
+#   --tsan   ThreadSanitizer, Debug at -O1 (build/tsan); run it with TSAN_OPTIONS from
+#            scripts/tsan-env.sh
 #   --fuzz   the libFuzzer targets of tests/fuzz with clang 14, ASan and UBSan (build/fuzz)
 #
 # The build's progress and its errors go to stderr; stdout gets one line, the build
@@ -11,6 +13,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 type=Release
 sanitize=OFF
 fuzz=OFF
+tsan=OFF
 dir=""
 targets=()
 names=()
@@ -19,6 +22,7 @@ while (($#)); do
     --release) type=Release ;;
     --debug) type=Debug ;;
     --sanitize) sanitize=ON; type=Debug ;;
+    --tsan) tsan=ON; type=Debug ;;
     --fuzz) fuzz=ON; type=RelWithDebInfo ;;
     --build-dir) dir=$2; shift ;;
     --target) targets+=(--target "$2"); names+=("$2"); shift ;;
@@ -29,6 +33,7 @@ done
 if [[ -z $dir ]]; then
   dir=$root/build/$(echo "$type" | tr '[:upper:]' '[:lower:]')
   [[ $sanitize == ON ]] && dir=$root/build/sanitize
+  [[ $tsan == ON ]] && dir=$root/build/tsan
   [[ $fuzz == ON ]] && dir=$root/build/fuzz
 fi
 extra=()
@@ -49,11 +54,11 @@ export CCACHE_NOHASHDIR=true
 what=${names[*]:-coroute and its tests}
 [[ $fuzz == ON ]] && what=${names[*]:-the fuzz targets}
 if [[ ! -f $dir/build.ninja ]]; then
-  echo "build.sh: configuring ${dir#"$root"/} ($type, sanitize $sanitize, fuzz $fuzz)" >&2
+  echo "build.sh: configuring ${dir#"$root"/} ($type, sanitize $sanitize, tsan $tsan, fuzz $fuzz)" >&2
   cmake -S "$root" -B "$dir" -G Ninja \
     -DCMAKE_BUILD_TYPE="$type" \
     -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \
-    -DCOROUTE_SANITIZE="$sanitize" "${extra[@]}" >&2
+    -DCOROUTE_SANITIZE="$sanitize" -DCOROUTE_TSAN="$tsan" "${extra[@]}" >&2
   echo "build.sh: building $what in ${dir#"$root"/} (the first build takes a few minutes)…" >&2
 else
   echo "build.sh: building $what in ${dir#"$root"/}…" >&2

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Runs coroute-server under mixed_load.py and checks that nothing leaks or stalls.
 
-usage: soak.py --server BINARY --www DIR [--minutes M] [--connections N] [--threads N] [--sanitized]
+usage: soak.py --server BINARY --www DIR [--minutes M] [--connections N] [--threads N] [--db URL] [--sanitized]
 
 Starts the server on a free port (two threads unless told, no access log), fills the upstream
 client's connection pool so that it is part of the baseline, takes the baseline
@@ -88,6 +88,7 @@ def main():
     ap.add_argument("--minutes", type=float, default=10)
     ap.add_argument("--connections", type=int, default=2000)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--db", default="sim", help="the server's --db")
     ap.add_argument("--sanitized", action="store_true")
     args = ap.parse_args()
 
@@ -98,7 +99,7 @@ def main():
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
     env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
     srv = subprocess.Popen([args.server, "--port", "0", "--threads", str(args.threads), "--access-log", "off", "--log-level", "warn",
-                            "--www", args.www, "--shutdown-timeout-ms", "5000"],
+                            "--www", args.www, "--shutdown-timeout-ms", "5000", "--db", args.db],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     stderr_lines = []
     threading.Thread(target=lambda: stderr_lines.extend(srv.stderr), daemon=True).start()

@@ -22,6 +22,12 @@ using namespace std::chrono_literals;
 
 namespace {
 
+// Every test declares its io_context before its pool, so that the pool is destroyed
+// first: a pool thread that posted a completion may still be inside that post (Asio
+// signals the io_context's condition variable after queueing the handler) when the
+// handler has already run, and only the pool's destructor, which joins its threads,
+// says it is done. The other order destroyed the io_context under that post (TSan).
+
 // Runs `ioc` until `done()` or `limit`; a hang fails the test instead of hanging it.
 template <class Pred>
 bool run_until(asio::io_context& ioc, Pred done, std::chrono::milliseconds limit = 5s)
@@ -87,10 +93,11 @@ asio::awaitable<int> throw_on_pool(offload_pool& pool)
 TEST_CASE("offload: the callable runs on a pool thread and the caller resumes on its own thread with the result",
           "[offload]")
 {
+    asio::io_context ioc;
     offload_pool pool{{.threads = 2}};
     CHECK(pool.threads() == 2);
     std::thread::id ran_on;
-    auto [value, resumed_on] = test::run_sync(add_on_pool(pool, &ran_on));
+    auto [value, resumed_on] = test::run_sync(ioc, add_on_pool(pool, &ran_on));
     CHECK(value == 42);
     CHECK(resumed_on == std::this_thread::get_id()); // run_sync runs the io_context here
     CHECK(ran_on != std::this_thread::get_id());
@@ -99,14 +106,15 @@ TEST_CASE("offload: the callable runs on a pool thread and the caller resumes on
 
 TEST_CASE("offload: what the callable throws is rethrown to the caller", "[offload]")
 {
+    asio::io_context ioc;
     offload_pool pool{{.threads = 1}};
-    CHECK_THROWS_WITH(test::run_sync(throw_on_pool(pool)), "boom");
+    CHECK_THROWS_WITH(test::run_sync(ioc, throw_on_pool(pool)), "boom");
 }
 
 TEST_CASE("offload: calls run threads() at a time, never more", "[offload]")
 {
-    offload_pool pool{{.threads = 2}};
     asio::io_context ioc;
+    offload_pool pool{{.threads = 2}};
     std::atomic<int> now{0}, peak{0};
     int completed = 0;
     for (int i = 0; i < 6; ++i)
@@ -127,8 +135,8 @@ TEST_CASE("offload: calls run threads() at a time, never more", "[offload]")
 
 TEST_CASE("offload: a call still queued when its caller is cancelled is dropped and never runs", "[offload]")
 {
-    offload_pool pool{{.threads = 1}};
     asio::io_context ioc;
+    offload_pool pool{{.threads = 1}};
     gate g;
     outcome first, second;
     bool second_ran = false;
@@ -158,8 +166,8 @@ TEST_CASE("offload: a call still queued when its caller is cancelled is dropped 
 
 TEST_CASE("offload: a running call whose caller is cancelled finishes, and its result is discarded", "[offload]")
 {
-    offload_pool pool{{.threads = 1}};
     asio::io_context ioc;
+    offload_pool pool{{.threads = 1}};
     gate g;
     std::atomic<bool> finished{false};
     outcome out;
@@ -182,8 +190,8 @@ TEST_CASE("offload: a running call whose caller is cancelled finishes, and its r
 TEST_CASE("offload: past max_queued a call fails at once, and the queue takes calls again once it drains",
           "[offload]")
 {
-    offload_pool pool{{.threads = 1, .max_queued = 1}};
     asio::io_context ioc;
+    offload_pool pool{{.threads = 1, .max_queued = 1}};
     gate g;
     int done = 0;
     std::vector<boost::system::error_code> codes;
@@ -209,8 +217,8 @@ TEST_CASE("offload: past max_queued a call fails at once, and the queue takes ca
 TEST_CASE("offload: stop drops the queued calls with shutting_down, lets the running one finish, refuses new ones",
           "[offload]")
 {
-    offload_pool pool{{.threads = 1}};
     asio::io_context ioc;
+    offload_pool pool{{.threads = 1}};
     gate g;
     outcome running, queued, late;
     auto into = [&](outcome& o) {
