@@ -69,6 +69,31 @@ class SharedServerTestCase(unittest.TestCase):
             raise AssertionError("server exited with %r\n%s" % (code, cls.srv.output()))
 
 
+def fetch_all(server, targets, timeout=20.0):
+    """Sends every target at once, each on its own connection; returns (responses, seconds)."""
+    results = [None] * len(targets)
+    errors = []
+    barrier = threading.Barrier(len(targets))
+
+    def one(i, target):
+        try:
+            barrier.wait(timeout)
+            results[i] = server.request("GET", target, timeout=timeout)
+        except Exception as e:  # reported on the test thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=one, args=(i, t)) for i, t in enumerate(targets)]
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout + 5)
+    took = time.monotonic() - start
+    if errors:
+        raise errors[0]
+    return results, took
+
+
 class Server:
     """A running coroute-server. Use as a context manager, or call start() and stop()."""
 

@@ -12,7 +12,7 @@ import threading
 import time
 import unittest
 
-from harness import Server
+from harness import Server, fetch_all
 
 PG_URL = os.environ.get("COROUTE_TEST_PG")
 
@@ -30,31 +30,6 @@ def db_server(*args, pool=None):
 
 def sim_only(test):
     return unittest.skipIf(PG_URL, "the simulated database's own option")(test)
-
-
-def fetch_all(server, targets, timeout=20.0):
-    """Sends every target at once, each on its own connection; returns (responses, seconds)."""
-    results = [None] * len(targets)
-    errors = []
-    barrier = threading.Barrier(len(targets))
-
-    def one(i, target):
-        try:
-            barrier.wait(timeout)
-            results[i] = server.request("GET", target, timeout=timeout)
-        except Exception as e:  # reported on the test thread
-            errors.append(e)
-
-    threads = [threading.Thread(target=one, args=(i, t)) for i, t in enumerate(targets)]
-    start = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout + 5)
-    took = time.monotonic() - start
-    if errors:
-        raise errors[0]
-    return results, took
 
 
 class DatabaseRoutes(unittest.TestCase):

@@ -19,7 +19,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import EventStream, Server, problem_fields, run_cli  # noqa: E402
+from harness import EventStream, Server, fetch_all, problem_fields, run_cli  # noqa: E402
 from pgserver import PgServer  # noqa: E402
 
 JSON = {"Content-Type": "application/json"}
@@ -80,31 +80,6 @@ def wait_until(predicate, timeout, step=0.05):
         if value or time.monotonic() >= deadline:
             return value
         time.sleep(step)
-
-
-def fetch_all(srv, targets, timeout=20.0):
-    """Every target at once, each on its own connection: (responses, seconds)."""
-    results = [None] * len(targets)
-    errors = []
-    barrier = threading.Barrier(len(targets))
-
-    def one(i, target):
-        try:
-            barrier.wait(timeout)
-            results[i] = srv.request("GET", target, timeout=timeout)
-        except Exception as e:  # reported on the test thread
-            errors.append(e)
-
-    threads = [threading.Thread(target=one, args=(i, t)) for i, t in enumerate(targets)]
-    start = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout + 5)
-    took = time.monotonic() - start
-    if errors:
-        raise errors[0]
-    return results, took
 
 
 class Persistence(unittest.TestCase):
