@@ -14,6 +14,7 @@
 #include <boost/json/serialize.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <ctime>
 
 namespace coroute::app {
@@ -342,7 +343,31 @@ std::optional<std::string> check_db_options(const db_options& opts)
         return "--db: not 'sim' and not a PostgreSQL URL (" + why +
                "); give e.g. postgresql://user@host:5432/dbname or postgresql://user@/dbname?host=/socket/dir";
     }
+    // libpq checks a port only when it connects, and then for good: it would fail
+    // every retry, so a bad one is a bad option.
+    std::string bad_port;
+    for (auto* o = parsed; o->keyword && bad_port.empty(); ++o)
+    {
+        if (std::string_view{o->keyword} != "port" || !o->val)
+            continue;
+        std::string_view ports = o->val;
+        for (std::size_t from = 0; from <= ports.size();)
+        {
+            auto to = std::min(ports.find(',', from), ports.size());
+            auto one = ports.substr(from, to - from);
+            unsigned n = 0;
+            auto [end, ec] = std::from_chars(one.data(), one.data() + one.size(), n);
+            if (!one.empty() && (ec != std::errc{} || end != one.data() + one.size() || n < 1 || n > 65535))
+            {
+                bad_port = one;
+                break;
+            }
+            from = to + 1;
+        }
+    }
     PQconninfoFree(parsed);
+    if (!bad_port.empty())
+        return "--db: the port '" + bad_port + "' is not a number from 1 to 65535";
     if (opts.pool && *opts.pool == 0)
         return "--db-pool: PostgreSQL needs at least one connection; 0 (unlimited) is for --db sim only";
     if (opts.jitter.count() > 0 || opts.fail_rate > 0)

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -522,11 +523,22 @@ class Outages(unittest.TestCase):
 
 class Options(unittest.TestCase):
     def test_a_bad_db_url_exits_2_naming_the_flag(self):
-        for url in ["not a url", "postgresql://h/db?nosuch=1", "postgresql://%zz@/db", "mysql://x"]:
+        for url in ["not a url", "postgresql://h/db?nosuch=1", "postgresql://%zz@/db", "mysql://x",
+                    "postgresql://127.0.0.1:abc/db", "postgresql://h:99999999/db", "postgresql://h:0/db",
+                    "host=/tmp port=5432,x"]:
             code, out, err = run_cli("--port", "0", "--db", url)
             self.assertEqual(code, 2, (url, out, err))
             self.assertIn("--db", err)
             self.assertNotIn("listening", out)
+        # The same from the environment, and ports that are fine (one per host, or none).
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COROUTE_")}
+        p = subprocess.run([os.environ["COROUTE_SERVER"], "--port", "0"], capture_output=True, text=True,
+                           timeout=10, env={**env, "COROUTE_DB": "not a url"})
+        self.assertEqual(p.returncode, 2, p)
+        self.assertIn("--db", p.stderr)
+        for url in ["postgresql://h:5432,h2:6543/db", "postgresql://h,h2:/db", "host=/tmp port=1"]:
+            code, out, err = run_cli("--port", "0", "--db", url, "--version")
+            self.assertEqual(code, 0, (url, out, err))
 
     def test_sim_only_options_with_a_postgresql_url_exit_2(self):
         url = shared.url

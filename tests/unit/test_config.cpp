@@ -73,6 +73,25 @@ TEST_CASE("config: an upstream must be an http or https URL with a host", "[conf
     CHECK_FALSE(parse({"--upstream", "https://x/", "--upstream-cert-out", "c.pem"}).error.empty());
 }
 
+TEST_CASE("config: a --db URL whose port is not a port is a bad option", "[config]")
+{
+    for (auto url : {"postgresql://h:abc/db", "postgresql://h:99999999/db", "postgresql://h:0/db",
+                     "postgresql://a:5432,b:x/db", "host=/tmp port=-1"})
+    {
+        auto r = parse({"--db", url});
+        INFO(url);
+        CHECK(r.error.find("--db: the port") != std::string::npos);
+    }
+    for (auto url : {"postgresql://h:5432/db", "postgresql://a:1,b:65535/db", "postgresql://a,b:/db",
+                     "postgresql://postgres@/db?host=/tmp", "host=/tmp port=6543"})
+    {
+        auto r = parse({"--db", url});
+        INFO(url);
+        CHECK(r.error.empty());
+    }
+    CHECK(parse({}, {{"COROUTE_DB", "postgresql://h:x/db"}}).error.find("--db") != std::string::npos);
+}
+
 TEST_CASE("config: --help lists every flag with its default", "[config]")
 {
     auto text = help_text();

@@ -398,7 +398,7 @@ TEST_CASE("pg_database: 20 queries on one thread overlap on a pool of 20", "[pg]
     auto took = since(start);
     CHECK(ok == 20);
     CHECK(took >= 200ms);
-    CHECK(took < 1000ms); // one after another: 4 s
+    CHECK(took < 2000ms); // one after another: 4 s
     CHECK(f.db->peak_in_flight() == 20);
     CHECK(f.db->open_connections() <= 20);
     CHECK(f.stop());
@@ -441,7 +441,7 @@ TEST_CASE("pg_database: a cancelled query ends at once, is cancelled on the serv
     auto cancelled_at = clock_type::now();
     f.cancel(signal);
     REQUIRE(slow.wait_for(3s) == std::future_status::ready);
-    CHECK(since(cancelled_at) < 250ms);
+    CHECK(since(cancelled_at) < 500ms);
     auto [r, caller_throws] = slow.get();
     REQUIRE_FALSE(r.has_value());
     CHECK(r.error() == asio::error::operation_aborted);
