@@ -3,20 +3,31 @@
 # a one-minute soak under a mixed load (scripts/soak.sh; with --sanitize, half a
 # minute of it on the sanitized build) and, in the plain run, every fuzz target for a
 # few seconds (scripts/fuzz.sh runs them longer).
-# usage: scripts/test.sh [--sanitize] [ctest arguments...]
+# usage: scripts/test.sh [--sanitize|--tsan] [ctest arguments...]
 #   --sanitize   build with AddressSanitizer + UndefinedBehaviorSanitizer and run the same tests
+#   --tsan       scripts/tsan.sh instead: ThreadSanitizer on the unit tests and on the server
+#                under load (about 3 minutes after its build; takes no ctest arguments)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
 build_args=(--release)
 ctest_args=()
 fuzz=1
+tsan=0
 for a in "$@"; do
   case "$a" in
     --sanitize) build_args=(--sanitize); fuzz=0 ;;
+    --tsan) tsan=1 ;;
     *) ctest_args+=("$a") ;;
   esac
 done
+if ((tsan)); then
+  if ((${#ctest_args[@]})); then
+    echo "test.sh: --tsan takes no ctest arguments (scripts/tsan.sh --help)" >&2
+    exit 2
+  fi
+  exec "$root/scripts/tsan.sh"
+fi
 
 "$root/scripts/setup.sh"
 dir=$("$root/scripts/build.sh" "${build_args[@]}")

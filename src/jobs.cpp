@@ -6,6 +6,7 @@
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -77,7 +78,7 @@ struct job_record
     job_info info;                       // guarded by the group's mutex
     asio::strand<asio::any_io_executor> strand; // the job's coroutine, and its cancellation, run here
     job_function fn;
-    asio::cancellation_signal signal;    // emitted on `strand` only
+    asio::cancellation_signal signal;    // bound and emitted on `strand` only
     std::optional<job_context> ctx;
     bool cancel_requested = false;       // guarded by the group's mutex
     std::string cancel_reason;
@@ -129,20 +130,38 @@ struct job_group_state : std::enable_shared_from_this<job_group_state>
         }
     }
 
+    // The coroutine is spawned on the job's strand, where cancel_locked emits: co_spawn
+    // binds its handler to the signal's slot, and a cancellation_signal is not
+    // thread-safe. A cancellation requested before the spawn (a DELETE between
+    // mark_running and here) is then emitted to an empty slot, and run() sees it as
+    // cancel_requested instead. It must not reach the coroutine before its first
+    // resumption: Boost 1.81's co_spawn then throws "co_await: Operation canceled"
+    // out of io_context::run, which ends the server.
     void spawn(std::shared_ptr<job_record> r)
     {
-        auto self = shared_from_this();
-        auto slot = r->signal.slot();
-        asio::co_spawn(r->strand, run(self, r),
-                       asio::bind_cancellation_slot(slot, [self, r](std::exception_ptr e) {
-                           // run() catches everything; this is a bug's last trace.
-                           if (e && self->log)
-                               self->log->error("job " + std::to_string(r->info.id) + ": an exception escaped");
-                       }));
+        asio::dispatch(r->strand, [self = shared_from_this(), r] {
+            auto slot = r->signal.slot();
+            asio::co_spawn(r->strand, run(self, r),
+                           asio::bind_cancellation_slot(slot, [self, r](std::exception_ptr e) {
+                               // run() catches everything; this is a bug's last trace.
+                               if (e && self->log)
+                                   self->log->error("job " + std::to_string(r->info.id) + ": an exception escaped");
+                           }));
+        });
     }
 
     static asio::awaitable<void> run(std::shared_ptr<job_group_state> g, std::shared_ptr<job_record> r)
     {
+        bool cancelled_before_start = false;
+        {
+            std::lock_guard lock{g->mutex};
+            cancelled_before_start = r->cancel_requested;
+        }
+        if (cancelled_before_start)
+        {
+            g->finish(r, {}, false, {}); // cancelled, with its reason; the function never runs
+            co_return;
+        }
         boost::json::value result;
         std::string failure;
         bool threw = false;

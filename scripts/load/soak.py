@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Runs coroute-server under mixed_load.py and checks that nothing leaks or stalls.
 
-usage: soak.py --server BINARY --www DIR [--minutes M] [--connections N] [--threads N] [--db URL] [--sanitized]
+usage: soak.py --server BINARY --www DIR [--minutes M] [--connections N] [--threads N] [--db URL] [--threaded] [--sanitized] [-- SERVER ARGS]
 
 Starts the server on a free port (two threads unless told, no access log), fills the upstream
 client's connection pool so that it is part of the baseline, takes the baseline
@@ -89,7 +89,9 @@ def main():
     ap.add_argument("--connections", type=int, default=2000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--db", default="sim", help="the server's --db")
+    ap.add_argument("--threaded", action="store_true", help="mixed_load.py --threaded: offload, jobs, WebSocket feeds")
     ap.add_argument("--sanitized", action="store_true")
+    ap.add_argument("server_args", nargs="*", help="after --: more options for the server")
     args = ap.parse_args()
 
     import resource
@@ -99,7 +101,7 @@ def main():
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
     env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
     srv = subprocess.Popen([args.server, "--port", "0", "--threads", str(args.threads), "--access-log", "off", "--log-level", "warn",
-                            "--www", args.www, "--shutdown-timeout-ms", "5000", "--db", args.db],
+                            "--www", args.www, "--shutdown-timeout-ms", "5000", "--db", args.db] + args.server_args,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     stderr_lines = []
     threading.Thread(target=lambda: stderr_lines.extend(srv.stderr), daemon=True).start()
@@ -126,7 +128,8 @@ def main():
 
     seconds = args.minutes * 60
     load = subprocess.Popen([sys.executable, os.path.join(HERE, "mixed_load.py"), "--port", str(port),
-                             "--connections", str(args.connections), "--seconds", str(seconds)],
+                             "--connections", str(args.connections), "--seconds", str(seconds)]
+                            + (["--threaded"] if args.threaded else []),
                             stdout=subprocess.PIPE, text=True)
     samples = []  # (t, rss KiB, fds, healthz ms, healthz ok)
     start = time.monotonic()
@@ -141,8 +144,9 @@ def main():
     report = json.loads(out[-1]) if out else {"unexpected": -1, "examples": ["the load printed nothing"]}
 
     checks = []
+    kinds = ", ".join(f"{k} {n}" for k, n in report.get("requests", {}).items() if n)
     checks.append(("load", report["unexpected"] == 0,
-                   f"{report.get('total', 0)} requests, {report['unexpected']} unexpected "
+                   f"{report.get('total', 0)} requests ({kinds}), {report['unexpected']} unexpected "
                    f"{report.get('examples', [])[:3]}"))
     worst = max((s[3] for s in samples), default=0)
     if args.sanitized:
@@ -178,12 +182,14 @@ def main():
     time.sleep(0.5)
     text = "".join(stderr_lines)
     reports = [m for m in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-                           "WARNING: ThreadSanitizer") if m in text]
+                           "WARNING: ThreadSanitizer", "FATAL: ThreadSanitizer") if m in text]
     checks.append(("exit", code == 0 and not reports, f"status {code}, sanitizer reports: {reports or 'none'}"))
     for name, ok, what in checks:
         print(f"soak: {'pass' if ok else 'FAIL'}  {name:<11} {what}", flush=True)
-    if reports:
-        print(text[-6000:])
+    if reports or code != 0:
+        # The first report whole (a TSan report runs to several KiB), else the tail.
+        first = min((text.find(m) for m in reports), default=-1)
+        print(text[first:first + 20000] if first >= 0 else text[-6000:])
     return 0 if all(ok for _, ok, _ in checks) else 1
 
 

@@ -173,6 +173,40 @@ TEST_CASE("jobs: cancel ends a queued job at once, a running one as cancelled, a
     CHECK(g.find(s->id)->result.is_null());
 }
 
+TEST_CASE("jobs: a queued job cancelled as it starts ends cancelled without running, and nothing escapes the loop",
+          "[jobs]")
+{
+    // The observer hears the queued job become running before its coroutine is
+    // spawned, and cancels it there: the window in which a DELETE can land when a
+    // slot frees. That cancellation used to reach the coroutine before its first
+    // resumption, and Asio 1.26's co_spawn then threw out of io_context::run
+    // ("co_await: Operation canceled"), which ends the server.
+    asio::io_context ioc;
+    job_group g{ioc.get_executor(), {.max_running = 1}};
+    auto first = g.start(steps_of(5ms, 1));
+    bool ran = false;
+    auto second = g.start([&ran](job_context& c) {
+        ran = true;
+        return stepper(c, 5ms, 1);
+    });
+    REQUIRE(first.has_value());
+    REQUIRE(second.has_value());
+    REQUIRE(second->state == job_state::queued);
+    std::optional<cancel_outcome> outcome;
+    g.on_change([&](const job_info& j) {
+        if (j.id == second->id && j.state == job_state::running && !outcome)
+            outcome = g.cancel(j.id);
+    });
+    REQUIRE(run_until(ioc, [&] { return g.find(second->id)->finished(); }));
+    REQUIRE(outcome);
+    CHECK(*outcome == cancel_outcome::cancelling);
+    auto j = *g.find(second->id);
+    CHECK(j.state == job_state::cancelled);
+    CHECK(j.error == "cancelled by request");
+    CHECK_FALSE(ran);
+    CHECK(g.running() == 0);
+}
+
 TEST_CASE("jobs: observers hear every state change, and progress at most once per percent", "[jobs]")
 {
     asio::io_context ioc;
