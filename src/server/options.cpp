@@ -32,6 +32,18 @@ bool parse_number(std::string_view s, T& out, T min, T max)
     return true;
 }
 
+// A browser's serialized origin (RFC 6454): scheme://host[:port], nothing after it.
+// Anything else would never equal an Origin header, and so would allow nothing.
+bool valid_origin(std::string_view o)
+{
+    auto u = boost::urls::parse_absolute_uri(o);
+    if (!u || !u->has_authority() || u->host().empty() || u->has_userinfo() || !u->path().empty() ||
+        u->has_query() || u->has_fragment())
+        return false;
+    unsigned short port = 0;
+    return !u->has_port() || parse_number<unsigned short>(u->port(), port, 1, 65535);
+}
+
 // A duration flag in milliseconds; `field` names the member, for a const or a
 // mutable config alike.
 template <class Field>
@@ -259,7 +271,7 @@ std::vector<option_spec> websocket_options_specs()
          [](config& c, std::string_view v) {
              return parse_number<std::size_t>(v, c.app.ws.send_queue_bytes, 1, std::size_t{1} << 34);
          }},
-        {"ws-allowed-origins", "LIST", "/ws: comma-separated origins a browser may connect from, or *; empty: the server's own",
+        {"ws-allowed-origins", "LIST", "/ws: comma-separated origins (scheme://host[:port]) a browser may connect from, or *; empty: the server's own",
          [](const config& c) {
              std::string out;
              for (auto& o : c.app.ws.allowed_origins)
@@ -276,8 +288,8 @@ std::vector<option_spec> websocket_options_specs()
                      one.remove_prefix(1);
                  while (!one.empty() && one.back() == ' ')
                      one.remove_suffix(1);
-                 if (one.empty() || (one != "*" && one.find("://") == std::string_view::npos))
-                     return false; // an origin is scheme://host[:port]
+                 if (one != "*" && !valid_origin(one))
+                     return false;
                  c.app.ws.allowed_origins.emplace_back(one);
                  v = comma == std::string_view::npos ? std::string_view{} : v.substr(comma + 1);
              }
@@ -308,6 +320,8 @@ std::string upstream_url_problem(const std::string& url)
         return "give an http:// or https:// URL, like https://api.example.com/todos/1";
     if (!u->has_authority() || u->host().empty())
         return "the URL has no host; give one, like https://api.example.com/todos/1";
+    if (u->has_userinfo())
+        return "credentials in the URL are not supported; give it without user:password@";
     unsigned short port = 0;
     if (u->has_port() && !parse_number<unsigned short>(u->port(), port, 1, 65535))
         return "the port must be 1 to 65535";

@@ -3,17 +3,19 @@ what failed and what to do, with exit status 2 for a bad option and 1 for a fail
 to start; and the banner says honestly which upstream is in use."""
 
 import os
+import signal
 import socket
 import ssl
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import Server, default_www, run_cli  # noqa: E402
+from harness import Server, build_request, clean_env, default_www, run_cli, server_binary  # noqa: E402
 
 FIX_PEM = "give --tls-cert a PEM certificate chain and --tls-key its PEM private key"
 
@@ -164,6 +166,93 @@ class StartupFailures(unittest.TestCase):
     def test_upstream_ca_without_an_upstream_is_a_bad_option(self):
         line = self.fails(2, "--upstream-ca", self.cert)
         self.assertEqual(line, "--upstream-ca names the CAs to trust for --upstream; the built-in upstream needs none")
+
+
+    def test_an_upstream_url_with_credentials_is_a_bad_option(self):
+        line = self.fails(2, "--upstream", "https://user:pw@127.0.0.1:1/x")
+        self.assertEqual(line, "invalid value 'https://user:pw@127.0.0.1:1/x' for --upstream: credentials in the "
+                               "URL are not supported; give it without user:password@")
+
+    def test_an_argument_that_is_not_a_flag_is_a_bad_option(self):
+        line = self.fails(2, "stray")
+        self.assertEqual(line, "unexpected argument 'stray' (try --help)")
+
+    def test_websocket_origins_that_are_not_origins_are_a_bad_option(self):
+        for value in (",", "http://a.example,,http://b.example", "a.example", "http://", "http://a.example/",
+                      "http://a.example:0", "null"):
+            with self.subTest(value=value):
+                line = self.fails(2, "--ws-allowed-origins", value)
+                self.assertTrue(line.startswith("invalid value '%s' for --ws-allowed-origins (LIST: " % value), line)
+
+    def test_on_off_options_take_nothing_else(self):
+        for flag in ("--access-log", "--cancel-on-disconnect"):
+            for value in ("yes", "1", "ON", "x"):
+                with self.subTest(flag=flag, value=value):
+                    line = self.fails(2, flag, value)
+                    self.assertTrue(line.startswith("invalid value '%s' for %s (on|off: " % (value, flag)), line)
+
+    def test_an_empty_value_is_a_bad_option(self):
+        for flag in ("--host", "--www", "--upstream", "--upstream-cert-out"):
+            with self.subTest(flag=flag):
+                line = self.fails(2, flag, "")
+                self.assertTrue(line.startswith("invalid value '' for %s (" % flag), line)
+
+    def test_a_log_level_that_is_not_a_level_is_a_bad_option(self):
+        line = self.fails(2, "--log-level", "loud")
+        self.assertEqual(line, "invalid value 'loud' for --log-level (LEVEL: debug, info, warn, error or off)")
+
+    def test_a_privileged_port_without_the_privilege_is_named(self):
+        # Run as nobody when we are root; the kernel's own threshold says which ports need it.
+        with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
+            first_free = int(f.read())
+        if first_free == 0:
+            self.skipTest("this machine lets anyone bind any port (ip_unprivileged_port_start is 0)")
+        port = min(first_free - 1, 1023)
+
+        def unprivileged():
+            if os.geteuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)
+
+        p = subprocess.run([server_binary(), "--port", str(port), "--www", default_www()], capture_output=True,
+                           text=True, timeout=10, env=clean_env(), preexec_fn=unprivileged)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertEqual(p.stdout, "")
+        self.assertEqual(p.stderr, "coroute-server: cannot listen on 127.0.0.1:%d: permission denied (ports below "
+                                   "1024 need privileges); choose --port 1024 or above\n" % port)
+
+
+class Environment(unittest.TestCase):
+    def test_a_coroute_variable_that_names_no_option_is_ignored(self):
+        # A typo of COROUTE_THREADS: the server starts as if it were not there.
+        with Server("--access-log", "off", env={"COROUTE_THREAD": "not-a-number", "COROUTE_": "x"}) as s:
+            self.assertEqual(s.request("GET", "/healthz").status, 200)
+            self.assertEqual(s.output().count("COROUTE_"), 0, s.output())
+
+
+class Signals(unittest.TestCase):
+    def test_a_second_signal_during_the_graceful_stop_stops_at_once(self):
+        # A request that waits 20 s on the database holds the graceful stop, which would wait
+        # for it up to --shutdown-timeout-ms; the second SIGTERM ends the process instead.
+        s = Server("--access-log", "off", "--shutdown-timeout-ms", "30000").start()
+        try:
+            c = s.connect(timeout=30)
+            c.send(build_request("GET", "/api/db?delay_ms=20000"))
+            time.sleep(0.3)  # the request is in its handler
+            s.signal(signal.SIGTERM)
+            self.assertIsNotNone(s.wait_for_stderr(lambda l: "stop" in l or "drain" in l, 5), s.output())
+            time.sleep(0.5)
+            self.assertIsNone(s.proc.poll(), "the first signal alone must wait for the request: " + s.output())
+            sent = time.monotonic()
+            s.signal(signal.SIGTERM)
+            code = s.wait(timeout=5)
+            self.assertLess(time.monotonic() - sent, 3.0)
+            self.assertEqual(code, 0, s.output())
+            self.assertIn("second signal: stopping now", s.output())
+            c.close()
+        finally:
+            if s.proc.poll() is None:
+                s.proc.kill()
 
 
 class StartupBanner(unittest.TestCase):

@@ -71,6 +71,24 @@ TEST_CASE("config: an upstream must be an http or https URL with a host", "[conf
     CHECK(parse({"--upstream", "https://x:0/"}).error.find("port") != std::string::npos);
     CHECK(parse({"--upstream-cert-out", "c.pem"}).error.empty());
     CHECK_FALSE(parse({"--upstream", "https://x/", "--upstream-cert-out", "c.pem"}).error.empty());
+    // Every call would refuse it, so the start does.
+    CHECK(parse({"--upstream", "https://user:pw@x/"}).error.find("credentials in the URL are not supported") !=
+          std::string::npos);
+}
+
+TEST_CASE("config: --ws-allowed-origins takes * or origins, scheme://host[:port] and nothing after", "[config]")
+{
+    auto good = parse({"--ws-allowed-origins", "https://app.example, http://127.0.0.1:8080,*,chrome-extension://abc"});
+    REQUIRE(good.error.empty());
+    CHECK(good.cfg.app.ws.allowed_origins ==
+          std::vector<std::string>{"https://app.example", "http://127.0.0.1:8080", "*", "chrome-extension://abc"});
+    for (auto bad : {",", "https://a,,https://b", "app.example", "https://", "https://app.example/",
+                     "https://app.example/x", "https://u@app.example", "https://app.example:0",
+                     "https://app.example:99999", "https://app.example?x", "null"})
+    {
+        INFO(bad);
+        CHECK(parse({"--ws-allowed-origins", bad}).error.find("for --ws-allowed-origins") != std::string::npos);
+    }
 }
 
 TEST_CASE("config: a --db URL whose port is not a port is a bad option", "[config]")
