@@ -23,6 +23,22 @@ def make_cert(directory, name, san):
     return cert, key
 
 
+# Answers written byte for byte, then the connection is closed.
+RAW_ANSWERS = {
+    "/status-bad-code": b"HTTP/1.1 2x0 OK\r\nContent-Length: 2\r\n\r\n{}",
+    "/status-bad-version": b"HTTQ/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+    "/status-bad-reason": b"HTTP/1.1 200 O\x01K\r\nContent-Length: 2\r\n\r\n{}",
+    "/header-no-colon": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nno colon here\r\n"
+                        b"Content-Length: 2\r\n\r\n{}",
+    "/header-control-char": b"HTTP/1.1 200 OK\r\nContent-Type: application/\x01json\r\nContent-Length: 2\r\n\r\n{}",
+    "/header-bad-length": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2x\r\n\r\n{}",
+    "/chunk-bad-size": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       b"zz\r\n{}\r\n0\r\n\r\n",
+    "/chunk-no-crlf": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      b"2\r\n{}XY0\r\n\r\n",
+}
+
+
 class Upstream:
     """A small threaded TLS (or plain) HTTP server whose paths misbehave on purpose."""
 
@@ -36,8 +52,10 @@ class Upstream:
         if cert:
             self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             self.ctx.load_cert_chain(cert, key)
-        self.connections = 0
+        self.accepted = 0     # TCP connections, before any TLS
+        self.connections = 0  # connections whose TLS handshake completed
         self.requests = 0
+        self.paths = []       # every request's path, in order
         self.lock = threading.Lock()
         self.open = []
         self.stopped = False
@@ -61,6 +79,8 @@ class Upstream:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
+            with self.lock:
+                self.accepted += 1
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn):
@@ -82,6 +102,7 @@ class Upstream:
                 path = head.split(b"\r\n")[0].split(b" ")[1].decode()
                 with self.lock:
                     self.requests += 1
+                    self.paths.append(path)
                 if not self._answer(conn, path):
                     return
         except (OSError, ssl.SSLError):
@@ -115,6 +136,32 @@ class Upstream:
         if path == "/error":
             send("500 Internal Server Error", b"{}")
             return True
+        if path == "/created":
+            send("201 Created", json.dumps({"id": 2}).encode())
+            return True
+        if path == "/redirect":
+            send("302 Found", b"{}", extra="Location: %s\r\n" % self.url("/ok"))
+            return True
+        if path == "/switch":
+            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
+            return False
+        if path == "/interim":
+            # Two interim answers, then the final one in the same write.
+            conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n"
+                         b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+            send("200 OK", json.dumps({"id": 7, "title": "after two interim answers"}).encode())
+            return True
+        if path in RAW_ANSWERS:
+            conn.sendall(RAW_ANSWERS[path])
+            return False
+        if path in ("/eof-no-close-notify", "/eof-close-notify"):
+            # No Content-Length, not chunked: the body ends where the stream ends.
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"id\": 3}")
+            if path == "/eof-close-notify":
+                conn.unwrap()  # TLS close_notify, then the TCP close
+            else:
+                conn.shutdown(socket.SHUT_RDWR)  # on an SSLSocket: the TCP FIN alone, no close_notify
+            return False
         send("404 Not Found", b"{}")
         return True
 
@@ -145,6 +192,20 @@ class ExternalRoutes(unittest.TestCase):
         for w in words:
             self.assertIn(w, body["detail"])
         return body
+
+    def assertUpstreamFailure(self, s, url, phase, *words):
+        """/api/external is a 502 naming `phase` and `url`, and the server stays healthy."""
+        body = self.assertProblem(s.request("GET", "/api/external"), 502, *words)
+        self.assertEqual(body["phase"], phase, body)
+        self.assertEqual(body["url"], url)
+        self.assertEqual(s.request("GET", "/healthz").status, 200)
+        return body
+
+    def assertEachFails(self, phase, words_by_path):
+        """assertUpstreamFailure for each upstream path and the words its detail has, one server per path."""
+        for path, words in words_by_path.items():
+            with self.subTest(path=path), self.server(self.upstream.url(path)) as s:
+                self.assertUpstreamFailure(s, self.upstream.url(path), phase, *words)
 
     def test_the_built_in_upstream_answers_over_verified_tls(self):
         with Server("--access-log", "off", "--upstream-latency-ms", "50") as s:
@@ -246,6 +307,70 @@ class ExternalRoutes(unittest.TestCase):
             body = self.assertProblem(r, 502, "external call failed")
             self.assertEqual(len(body["database"]["items"]), 3)
             self.assertEqual(body["external"]["error"]["status"], 502)
+
+    def test_a_name_that_does_not_resolve_is_a_502_naming_resolve(self):
+        url = "https://no-such-host.invalid/x"  # .invalid never resolves (RFC 2606)
+        with self.server(url) as s:
+            self.assertUpstreamFailure(s, url, "resolve", "no-such-host.invalid")
+
+    def test_a_redirect_is_not_followed_and_is_a_502(self):
+        url = self.upstream.url("/redirect")
+        seen = len(self.upstream.paths)
+        with self.server(url) as s:
+            self.assertUpstreamFailure(s, url, "status", "answered 302 Found")
+        self.assertEqual(self.upstream.paths[seen:], ["/redirect"], "the Location was followed")
+
+    def test_a_101_is_a_502_naming_status(self):
+        url = self.upstream.url("/switch")
+        with self.server(url) as s:
+            self.assertUpstreamFailure(s, url, "status", "unexpected 101 Switching Protocols")
+
+    def test_interim_1xx_answers_are_skipped_and_the_final_answer_counts(self):
+        before = self.upstream.connections
+        with self.server(self.upstream.url("/interim")) as s:
+            for _ in range(2):
+                r = s.request("GET", "/api/external")
+                self.assertEqual(r.status, 200, r.body)
+                body = r.json()
+                self.assertEqual(body["status"], 200)
+                self.assertEqual(body["data"], {"id": 7, "title": "after two interim answers"})
+            self.assertEqual(s.request("GET", "/healthz").status, 200)
+        # The interim answers left the connection clean: the second call reused it.
+        self.assertEqual(self.upstream.connections - before, 1)
+
+    def test_a_malformed_status_line_is_a_502_naming_status(self):
+        self.assertEachFails("status", {
+            "/status-bad-code": ["malformed status line (bad status)"],
+            "/status-bad-version": ["malformed status line (bad version)"],
+            "/status-bad-reason": ["malformed status line (bad reason)"],
+        })
+
+    def test_a_malformed_header_line_is_a_502_naming_headers(self):
+        self.assertEachFails("headers", {
+            "/header-no-colon": ["malformed header (bad field)"],
+            "/header-control-char": ["malformed header (bad value)"],
+            "/header-bad-length": ["malformed header (bad Content-Length)"],
+        })
+
+    def test_a_body_ended_by_a_close_without_close_notify_is_a_502(self):
+        url = self.upstream.url("/eof-no-close-notify")
+        with self.server(url) as s:
+            self.assertUpstreamFailure(s, url, "body", "without TLS close_notify after 9 body bytes",
+                                       "the body may be truncated")
+
+    def test_a_body_ended_by_close_notify_is_complete(self):
+        # The same answer as above, closed properly: the difference is the close_notify alone.
+        with self.server(self.upstream.url("/eof-close-notify")) as s:
+            r = s.request("GET", "/api/external")
+            self.assertEqual(r.status, 200, r.body)
+            self.assertEqual(r.json()["data"], {"id": 3})
+            self.assertEqual(s.request("GET", "/healthz").status, 200)
+
+    def test_malformed_chunked_framing_is_a_502_naming_body(self):
+        self.assertEachFails("body", {
+            "/chunk-bad-size": ["malformed chunked body (bad chunk)"],   # a size that is not hex
+            "/chunk-no-crlf": ["malformed chunked body (bad chunk)"],    # data not followed by CRLF
+        })
 
     def test_a_bad_upstream_option_is_refused_at_start(self):
         s = Server("--upstream", "ftp://example.com/")

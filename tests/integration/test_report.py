@@ -4,12 +4,14 @@ deadline, JSON out, a problem for bad input."""
 
 import os
 import sys
+import tempfile
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import Server, SharedServerTestCase, problem_fields  # noqa: E402
+from test_external import Upstream, make_cert  # noqa: E402
 
 
 class Report(SharedServerTestCase):
@@ -69,6 +71,50 @@ class ReportLimits(unittest.TestCase):
             self.assertEqual(res.status, 502, res)
             self.assertTrue(problem_fields(res)["detail"].startswith("upstream http://127.0.0.1:1/x: connect: "), res)
             self.assertEqual(srv.stop(), 0)
+
+
+
+class ReportUpstreamAnswers(unittest.TestCase):
+    """The route against a TLS test upstream: only a 200 with a JSON body fills the todo."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.cert, key = make_cert(cls.tmp.name, "upstream", "IP:127.0.0.1")
+        cls.upstream = Upstream(cls.cert, key)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.upstream.close()
+        cls.tmp.cleanup()
+
+    def report(self, path):
+        """GET /api/report/1 with the upstream at `path`, then /healthz; returns the report's answer."""
+        url = self.upstream.url(path)
+        with Server("--access-log", "off", "--db-latency-ms", "0", "--upstream", url,
+                    "--upstream-ca", self.cert) as srv:
+            res = srv.request("GET", "/api/report/1")
+            self.assertEqual(srv.request("GET", "/healthz").status, 200)
+            return url, res
+
+    def assertNot200WithJson(self, path):
+        url, res = self.report(path)
+        self.assertEqual(res.status, 502, res)
+        self.assertEqual(problem_fields(res)["detail"], "upstream " + url + " did not answer 200 with JSON")
+
+    def test_an_upstream_200_with_json_fills_the_todo(self):
+        _, res = self.report("/ok")
+        self.assertEqual(res.status, 200, res)
+        self.assertEqual(res.json()["todo"], {"id": 1, "title": "from the test upstream"})
+
+    def test_an_upstream_200_that_is_not_json_is_a_502(self):
+        self.assertNot200WithJson("/text")
+
+    def test_an_upstream_error_status_with_a_json_body_is_a_502(self):
+        self.assertNot200WithJson("/error")  # 500 with {}
+
+    def test_an_upstream_2xx_other_than_200_is_a_502_though_its_body_is_json(self):
+        self.assertNot200WithJson("/created")  # 201 with JSON: a 2xx, yet not 200
 
 
 if __name__ == "__main__":
