@@ -106,6 +106,9 @@ asio::awaitable<void> server_state::accept_loop()
     auto self = shared_from_this();
     accept_running = true;
     asio::steady_timer backoff{strand};
+    // Without it the burst below would block on an empty queue.
+    boost::system::error_code nb;
+    acceptor.non_blocking(true, nb);
     for (;;)
     {
         auto [ec, socket] = co_await acceptor.async_accept(connection_executor(), nothrow_awaitable);
@@ -113,6 +116,17 @@ asio::awaitable<void> server_state::accept_loop()
         {
             // Even when shutdown has begun: this client may have sent its request already.
             admit(std::move(socket));
+            // This loop gets one turn of the io_context's queue per wait, so under load a
+            // backlog of new clients would be taken one per turn, behind all the open
+            // connections' work: take what the kernel has queued already, up to a burst.
+            for (std::size_t n = 1; !nb && n < accept_burst && !stopping.load(); ++n)
+            {
+                boost::system::error_code more_ec;
+                auto more = acceptor.accept(connection_executor(), more_ec);
+                if (more_ec)
+                    break; // would_block, or an error the wait above will meet again
+                admit(std::move(more));
+            }
             if (stopping.load() || !acceptor.is_open())
                 break;
             continue;

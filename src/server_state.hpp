@@ -91,6 +91,7 @@ struct server_state : std::enable_shared_from_this<server_state>
     }
 
     asio::awaitable<void> accept_loop();
+    static constexpr std::size_t accept_burst = 64; // connections taken per wake-up of accept_loop
     /// Accepts, without waiting, the connections already in the kernel's accept queue.
     void accept_pending();
     void admit(asio::ip::tcp::socket socket);

@@ -162,6 +162,31 @@ TEST_CASE("server: on an io_context per thread the request deadline still cancel
     CHECK(handler_cancelled);
 }
 
+TEST_CASE("server: clients already queued by the kernel are accepted together, not one per turn", "[server]")
+{
+    // The io_context is run here one handler at a time, as a busy one would reach the
+    // accept loop: once per turn of its queue. The clients connect before the first
+    // turn, so all of them wait in the kernel's accept queue.
+    asio::io_context ioc;
+    auto routes = std::make_shared<router>();
+    server_options opts;
+    opts.strand_per_connection = false;
+    server srv{ioc.get_executor(), routes, opts};
+    auto ep = srv.listen({asio::ip::make_address("127.0.0.1"), 0});
+    srv.start();
+    ioc.poll(); // the accept loop reaches its wait
+    asio::io_context client;
+    std::vector<tcp::socket> clients;
+    for (int i = 0; i < 40; ++i)
+    {
+        clients.emplace_back(client);
+        clients.back().connect(ep);
+    }
+    for (int turn = 0; turn < 6 && srv.stats().connections_accepted < 40; ++turn)
+        ioc.run_one_for(2s);
+    CHECK(srv.stats().connections_accepted == 40);
+}
+
 TEST_CASE("server: a server needs at least one executor", "[server]")
 {
     auto routes = std::make_shared<router>();
