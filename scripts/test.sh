@@ -42,8 +42,8 @@ if ((${#ctest_args[@]} == 0)); then
     echo "test.sh: a one-minute soak, 1000 clients (scripts/soak.sh)…" >&2
     "$root/scripts/soak.sh" --minutes 1 --connections 1000
   else
-    echo "test.sh: half a minute of load on the sanitized server, 150 clients (scripts/soak.sh)…" >&2
-    "$root/scripts/soak.sh" --sanitize --minutes 0.5 --connections 150
+    echo "test.sh: half a minute of load on the sanitized server, 300 clients (scripts/soak.sh)…" >&2
+    "$root/scripts/soak.sh" --sanitize --minutes 0.5 --connections 300
   fi
 fi
 if ((fuzz)) && ((${#ctest_args[@]} == 0)); then
