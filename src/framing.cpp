@@ -68,6 +68,11 @@ std::optional<rejection> check_request_line(std::string_view line)
     if (version.size() != 8 || version.substr(0, 5) != "HTTP/" || version[6] != '.' || version[5] < '0' ||
         version[5] > '9' || version[7] < '0' || version[7] > '9')
         return bad("malformed HTTP version in the request line");
+    // RFC 9110 §2.5: another major version is refused with 505; a higher minor one of
+    // HTTP/1 is read as HTTP/1.1 (parse_head).
+    if (version[5] != '1')
+        return rejection{http::status::http_version_not_supported,
+                         std::string{version} + " is not supported: this server speaks HTTP/1.0 and HTTP/1.1"};
     return std::nullopt;
 }
 
@@ -160,7 +165,9 @@ std::optional<rejection> scan_request_line(std::string_view data, std::size_t li
     std::size_t line_limit = limits.target_limit + 32;
     if (line_end == std::string_view::npos)
     {
-        auto partial_target = data.find(' ') == std::string_view::npos ? data : data.substr(data.find(' ') + 1);
+        // Before the first space, the bytes are the method: only the line's limit applies.
+        auto sp = data.find(' ');
+        auto partial_target = sp == std::string_view::npos ? std::string_view{} : data.substr(sp + 1);
         if (partial_target.substr(0, partial_target.find(' ')).size() > limits.target_limit)
             return target_too_long(limits);
         if (data.size() > line_limit)

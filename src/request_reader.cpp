@@ -2,6 +2,7 @@
 #include "request_reader.hpp"
 
 #include <algorithm>
+#include <string>
 
 namespace coroute::detail::reading {
 
@@ -10,6 +11,18 @@ std::optional<rejection> parse_head(std::string_view header, const reader_option
 {
     if (auto r = check_header_bytes(header, o.limits))
         return r;
+    // RFC 9110 §2.5: HTTP/1.2 and above are processed as HTTP/1.1, which Beast would
+    // refuse as they are; the line was checked, so its version is its last 8 bytes.
+    std::string as_1_1;
+    auto line = header.substr(0, header.find('\n'));
+    if (!line.empty() && line.back() == '\r')
+        line.remove_suffix(1);
+    if (line.size() >= 8 && line.substr(line.size() - 8, 7) == "HTTP/1." && line.back() > '1')
+    {
+        as_1_1.assign(header);
+        as_1_1[line.size() - 1] = '1';
+        header = as_1_1;
+    }
     parser.header_limit(static_cast<std::uint32_t>(header.size() + 1));
     parser.body_limit(boost::none); // checked below, once the framing is known to be sane
     parser.eager(false);

@@ -228,7 +228,7 @@ struct router::impl
             return nullptr;
         }
         auto& res = answer.emplace(problem(http::status::method_not_allowed,
-                                           std::string{http::to_string(method)} + " is not allowed on " +
+                                           std::string{req.message().method_string()} + " is not allowed on " +
                                                req.path()));
         res.set(http::field::allow, allow);
         return nullptr;

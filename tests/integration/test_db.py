@@ -12,7 +12,7 @@ import threading
 import time
 import unittest
 
-from harness import Server, fetch_all
+from harness import Server, build_request, fetch_all
 
 PG_URL = os.environ.get("COROUTE_TEST_PG")
 
@@ -106,6 +106,30 @@ class DatabaseRoutes(unittest.TestCase):
                                                           "Content-Length": str(2 * 1024 * 1024)})
         self.assertEqual(big.status, 413)
         self.assertEqual(big.header("content-type"), "application/problem+json")
+
+    def test_a_body_without_a_content_type_is_415_and_the_connection_is_kept(self):
+        item = json.dumps({"name": "Bolt", "price": 2.5})
+        for method, target in (("POST", "/api/items"), ("PUT", "/api/items/1"), ("POST", "/api/jobs")):
+            with self.subTest(request=method + " " + target), self.server.connect() as c:
+                c.send(build_request(method, target, body=item if target != "/api/jobs" else '{"queries": 1}'))
+                res = c.read_response()
+                self.assertEqual(res.status, 415, res)
+                self.assertEqual(res.header("content-type"), "application/problem+json")
+                self.assertIn("must be application/json", res.json()["detail"])
+                self.assertNotEqual((res.header("connection") or "").lower(), "close", res)
+                c.send(build_request("GET", "/healthz"))
+                self.assertEqual(c.read_response().status, 200)
+        # Nothing was written: item 1 is as seeded.
+        self.assertEqual(self.server.request("GET", "/api/items/1").json()["name"], "Widget")
+
+    def test_a_plus_in_a_query_value_is_read_as_a_space(self):
+        # The 400 quotes the value as the server read it.
+        for query, read in (("delay_ms=1+2", "1 2"), ("delay_ms=+5", " 5"), ("delay_ms=%2B5", "+5"),
+                            ("delay_ms=a+%2B+b", "a + b")):
+            with self.subTest(query=query):
+                r = self.server.request("GET", "/api/db?" + query)
+                self.assertEqual(r.status, 400, r)
+                self.assertEqual(r.json()["detail"], "delay_ms must be an integer from 0 to 10000, not '%s'" % read)
 
 
 class DatabaseOptions(unittest.TestCase):

@@ -44,6 +44,15 @@ class Report(SharedServerTestCase):
         self.assertEqual(res.status, 404, res)
         self.assertEqual(problem_fields(res)["detail"], "no item 999")
 
+    def test_item_0_is_a_404_here_where_the_items_route_refuses_it_with_a_400(self):
+        # The report reads {id} as any number; /api/items/{id} wants a positive one.
+        res = self.srv.request("GET", "/api/report/0")
+        self.assertEqual(res.status, 404, res)
+        self.assertEqual(problem_fields(res)["detail"], "no item 0")
+        res = self.srv.request("GET", "/api/items/0")
+        self.assertEqual(res.status, 400, res)
+        self.assertEqual(problem_fields(res)["detail"], "item id must be a positive integer, not '0'")
+
 
 class ReportLimits(unittest.TestCase):
     def test_a_database_wait_past_the_deadline_is_a_504_at_the_deadline(self):

@@ -79,6 +79,13 @@ class ServerTestCase(harness.SharedServerTestCase):
             self.assertEqual(c.closed_by, "eof", "the close must be orderly, not a reset")
             return res
 
+    def assert_kept(self, conn, res):
+        """`res` leaves the connection open: no Connection: close, and `conn` answers the next request."""
+        self.assertNotEqual((res.header("Connection") or "").lower(), "close", res)
+        conn.send(build_request("GET", "/healthz", {"X-Request-Id": "after-it"}))
+        nxt = conn.read_response()
+        self.assertEqual((nxt.status, nxt.header("X-Request-Id")), (200, "after-it"), nxt)
+
 
 def wait_until(predicate, timeout, interval=0.02):
     deadline = time.monotonic() + timeout
@@ -365,6 +372,61 @@ class Basics(ServerTestCase):
             self.assertIn("GET", allow)
             self.assertNotIn(method, allow)
 
+    def test_an_unknown_method_token_is_answered_like_any_method_the_path_does_not_take(self):
+        # BREW is a valid token the server has no verb for: routed as any other method.
+        cases = [("/healthz", 405, "GET, HEAD, OPTIONS"), ("/index.html", 405, "GET, HEAD"),
+                 ("/no/such/thing", 404, None)]
+        for target, status, allow in cases:
+            with self.subTest(target=target), self.srv.connect() as c:
+                c.send(build_request("BREW", target))
+                res = c.read_response()
+                doc = self.assert_problem(res, status)
+                self.assertEqual(res.header("Allow"), allow, res)
+                if target == "/healthz":
+                    self.assertEqual(doc["detail"], "BREW is not allowed on /healthz")
+                self.assert_kept(c, res)
+
+    def test_a_star_target_with_a_method_other_than_options_is_400_and_kept(self):
+        for method in ("GET", "HEAD", "DELETE"):
+            with self.subTest(method=method), self.srv.connect() as c:
+                c.send(b"%s * HTTP/1.1\r\nHost: a\r\n\r\n" % method.encode())
+                res = c.read_response(head=method == "HEAD")
+                self.assertEqual(res.status, 400, res)
+                if method != "HEAD":
+                    self.assertEqual(self.assert_problem(res, 400)["detail"], "malformed request target")
+                self.assert_kept(c, res)
+
+    def test_a_client_that_closes_before_its_body_has_arrived_gets_no_answer_and_the_server_carries_on(self):
+        cut = [
+            b"POST /upload HTTP/1.1\r\nHost: a\r\nX-Request-Id: cut-%d\r\nContent-Length: 100\r\n\r\n0123456789",
+            b"POST /api/items HTTP/1.1\r\nHost: a\r\nX-Request-Id: cut-%d\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n{\"name\":",
+            b"POST /upload HTTP/1.1\r\nHost: a\r\nX-Request-Id: cut-%d\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n",
+        ]
+        errors_before = len(self.srv.stderr_lines)
+        for i, raw in enumerate(cut):
+            with self.subTest(request=raw[:40]), self.srv.connect() as c:
+                c.send(raw % i)
+                time.sleep(0.1)  # the header is read and the body is awaited
+                c.sock.shutdown(socket.SHUT_WR)
+                try:
+                    rest = c.read_until_close(3.0)
+                except TimeoutError:
+                    self.fail("the server holds a connection whose client has gone")
+                self.assertEqual(rest, b"", "an incomplete request gets no answer")
+                self.assertEqual(c.closed_by, "eof")
+            # And one that just vanishes, with no half-close first.
+            s = socket.create_connection(("127.0.0.1", self.srv.port), timeout=5)
+            s.sendall(raw % (100 + i))
+            s.close()
+        res = self.get("/healthz", {"X-Request-Id": "after-the-cut"})
+        self.assertEqual(res.status, 200)
+        self.assertIsNotNone(self.srv.wait_for_stdout(lambda l: "id=after-the-cut" in l), self.srv.output())
+        # No cut request reached a handler or the access log, and nothing was reported as an error.
+        self.assertFalse([l for l in self.srv.stdout_lines if "id=cut-" in l], self.srv.output())
+        self.assertEqual([l for l in self.srv.stderr_lines[errors_before:] if " info " not in l], [], self.srv.output())
+
 
 class Framing(ServerTestCase):
     """RFC 9112 framing rules the server enforces itself."""
@@ -469,6 +531,64 @@ class Framing(ServerTestCase):
         self.assert_rejected(b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;ext="
                              + b"e" * 3000 + b"\r\nhello\r\n0\r\n\r\n")
 
+    def test_http_1_2_is_served_as_http_1_1(self):
+        # RFC 9110 2.5: a higher minor version of a major one the server implements is
+        # processed as the highest it implements.
+        for minor in (b"2", b"9"):
+            with self.subTest(minor=minor), self.srv.connect() as c:
+                c.send(b"GET /healthz HTTP/1." + minor + b"\r\nHost: a\r\n\r\n")
+                res = c.read_response()
+                self.assertEqual((res.version, res.status), ("HTTP/1.1", 200), res)
+                self.assertEqual(res.json(), {"status": "ok"})
+                self.assert_kept(c, res)
+        # As 1.1, it needs its Host.
+        self.assert_rejected(b"GET /healthz HTTP/1.2\r\n\r\n")
+
+    def test_another_major_version_is_505_and_close(self):
+        for version in (b"HTTP/2.0", b"HTTP/3.0", b"HTTP/0.9", b"HTTP/9.9"):
+            with self.subTest(version=version):
+                res = self.assert_rejected(b"GET /healthz " + version + b"\r\nHost: a\r\n\r\n", status=505)
+                self.assertIn(version.decode(), problem_fields(res)["detail"])
+        with self.srv.connect() as c:  # as soon as the line ends, not at the header timeout (10 s)
+            c.send(b"GET /healthz HTTP/2.0\r\n")
+            self.assert_problem(c.read_response(timeout=2.0), 505)
+
+    def test_more_than_64_bytes_of_leading_empty_lines_is_400(self):
+        with self.srv.connect() as c:  # 64 bytes: skipped
+            c.send(b"\r\n" * 32 + build_request("GET", "/healthz"))
+            res = c.read_response()
+            self.assertEqual(res.status, 200, res)
+            self.assert_kept(c, res)
+        for empty in (b"\r\n" * 33, b"\r\n" * 2000):
+            res = self.assert_rejected(empty + build_request("GET", "/healthz"))
+            self.assertEqual(problem_fields(res)["detail"], "too many empty lines before the request line")
+
+    def test_a_field_line_without_a_colon_is_400(self):
+        for line in (b"NoColonHere", b"X-Name value", b"Content-Length 5"):
+            with self.subTest(line=line):
+                res = self.assert_rejected(b"GET /healthz HTTP/1.1\r\nHost: a\r\n" + line + b"\r\n\r\n")
+                self.assertEqual(problem_fields(res)["detail"], "header line without a colon")
+
+    def test_a_content_length_of_more_than_19_digits_is_400_and_close(self):
+        # Even when its value would fit: 20 digits are refused, not parsed.
+        for cl in ("0" * 19 + "5", "99999999999999999999", "1" * 40):
+            with self.subTest(cl=cl):
+                self.assert_rejected(("POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: %s\r\n\r\nhello"
+                                      % cl).encode())
+        with self.srv.connect() as c:  # 19 digits are read
+            c.send(("POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: %s\r\n\r\nhello" % ("0" * 18 + "5")).encode())
+            res = c.read_response()
+            self.assert_problem(res, 404)
+            self.assert_kept(c, res)
+
+    def test_another_coding_before_the_final_chunked_is_501_and_close(self):
+        for codings in ("gzip, chunked", "deflate,chunked", "br, gzip, chunked"):
+            with self.subTest(te=codings):
+                res = self.assert_rejected(("POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: %s\r\n\r\n"
+                                            "5\r\nhello\r\n0\r\n\r\n" % codings).encode(), status=501)
+                first = codings.split(",")[0].strip()
+                self.assertIn(first, problem_fields(res)["detail"])
+
     def test_a_small_chunk_extension_is_accepted(self):
         with self.srv.connect() as c:
             c.send(b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -568,6 +688,21 @@ class Limits(ServerTestCase):
             c.send(b"GET /" + b"a" * 600)  # no end of line yet: the server need not wait for one
             res = c.read_response(timeout=2.0)
             self.assert_problem(res, 414)
+
+    def test_a_request_line_over_the_target_limit_plus_32_bytes_is_400_even_with_a_short_target(self):
+        # The target limit is 512, so the line's is 544: a 600-byte method passes it.
+        res = self.assert_rejected(b"M" * 600 + b" /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+        self.assertEqual(problem_fields(res)["detail"], "request line too long")
+        with self.srv.connect() as c:  # answered before the line ends
+            c.send(b"M" * 600)
+            res = c.read_response(timeout=2.0)
+            self.assertEqual((res.status, problem_fields(res)["detail"]), (400, "request line too long"))
+            self.assertEqual(c.read_until_close(), b"")
+        with self.srv.connect() as c:  # a long method within the line's limit is only a method
+            c.send(b"M" * 400 + b" /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+            res = c.read_response()
+            self.assert_problem(res, 405)
+            self.assert_kept(c, res)
 
     def test_a_target_under_the_limit_is_routed(self):
         with self.srv.connect() as c:
@@ -873,6 +1008,89 @@ class StaticFiles(ServerTestCase):
             self.assertIn(res.status, (400, 404), "%s -> %r" % (target, res))
             self.assertNotIn(b"root:", res.body)
             problem_fields(res)
+
+    def test_dot_dot_above_the_root_is_400_and_kept(self):
+        for target in ("/../x", "/a/../../x", "/..", "/%2e%2e/index.html", "/a/b/../../../index.html"):
+            with self.subTest(target=target), self.srv.connect() as c:
+                c.send(build_request("GET", target))
+                res = c.read_response()
+                self.assertEqual(self.assert_problem(res, 400)["detail"], "malformed request target")
+                self.assert_kept(c, res)
+        # Dot segments that stay inside the root are only normalized.
+        self.assertEqual(self.get("/a/../index.html").body, self.index)
+
+    def test_a_static_path_segment_with_a_colon_is_404_and_kept(self):
+        # Not a drive letter, an alternate data stream nor a scheme: no file has the name.
+        for target in ("/index.html:x", "/a:b", "/C:/Windows/win.ini", "/index.html::$DATA", "/%3a"):
+            with self.subTest(target=target), self.srv.connect() as c:
+                c.send(build_request("GET", target))
+                res = c.read_response()
+                self.assert_problem(res, 404)
+                self.assertNotEqual(res.body, self.index)
+                self.assert_kept(c, res)
+
+    def test_if_none_match_star_is_304(self):
+        etag = self.get("/").header("ETag")
+        for value in ("*", " * "):
+            res = self.get("/", {"If-None-Match": value})
+            self.assertEqual(res.status, 304, res)
+            self.assertEqual(res.body, b"")
+            self.assertEqual(res.header("ETag"), etag)
+        self.assert_problem(self.get("/missing.txt", {"If-None-Match": "*"}), 404)
+
+    def test_if_none_match_decides_over_if_modified_since(self):
+        first = self.get("/")
+        etag, last = first.header("ETag"), first.header("Last-Modified")
+        # If-Modified-Since alone would give 304; the tag that does not match gives the file.
+        res = self.get("/", {"If-None-Match": '"other"', "If-Modified-Since": last})
+        self.assertEqual((res.status, res.body), (200, self.index))
+        # If-Modified-Since alone would give the file; the matching tag gives 304.
+        res = self.get("/", {"If-None-Match": etag, "If-Modified-Since": "Mon, 01 Jan 1990 00:00:00 GMT"})
+        self.assertEqual((res.status, res.body), (304, b""))
+
+    def test_if_modified_since_is_read_in_all_three_date_forms_and_ignored_otherwise(self):
+        last = self.get("/").header("Last-Modified")
+        t = email.utils.parsedate_to_datetime(last)
+        # RFC 9110 5.6.7: a recipient must accept the IMF-fixdate, RFC 850 and asctime forms.
+        forms = [last, t.strftime("%A, %d-%b-%y %H:%M:%S GMT"), t.strftime("%a %b %e %H:%M:%S %Y")]
+        for value in forms:
+            with self.subTest(since=value):
+                res = self.get("/", {"If-Modified-Since": value})
+                self.assertEqual((res.status, res.body), (304, b""), res)
+        old = ["Mon, 01 Jan 1990 00:00:00 GMT", "Monday, 01-Jan-90 00:00:00 GMT", "Mon Jan  1 00:00:00 1990"]
+        not_dates = [last.lower(), last[:-4], last.replace("GMT", "UTC"), t.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                     "Xyz, 01 Jan 2100 00:00:00 GMT", "Fri, 32 Dec 2100 00:00:00 GMT", "tomorrow", ""]
+        for value in old + not_dates:
+            with self.subTest(since=value):
+                res = self.get("/", {"If-Modified-Since": value})
+                self.assertEqual((res.status, res.body), (200, self.index), res)
+
+    def test_a_range_of_bad_syntax_is_ignored(self):
+        for value in ("bytes=5-3", "bytes=a-b", "bytes=0x1-9", "bytes 0-9", "items=0-9", "bytes=-", "bytes=--5",
+                      "bytes=1-2-3", "0-9", "bytes=+1-9"):
+            with self.subTest(range=value):
+                res = self.get("/", {"Range": value})
+                self.assertEqual((res.status, res.body), (200, self.index), res)
+                self.assertIsNone(res.header("Content-Range"), res)
+
+    def test_if_range_with_the_current_etag_or_date_lets_the_range_through(self):
+        first = self.get("/")
+        for validator in (first.header("ETag"), first.header("Last-Modified")):
+            with self.subTest(if_range=validator):
+                res = self.get("/", {"Range": "bytes=0-9", "If-Range": validator})
+                self.assertEqual((res.status, res.body), (206, self.index[:10]), res)
+                self.assertEqual(res.header("Content-Range"), "bytes 0-9/%d" % len(self.index))
+
+    def test_if_range_that_does_not_match_gives_the_whole_file(self):
+        first = self.get("/")
+        etag, last = first.header("ETag"), first.header("Last-Modified")
+        # A weak tag never matches (RFC 9110 13.1.5: strong comparison), nor another date form.
+        for validator in ('"other"', "W/" + etag, etag.strip('"'), "Mon, 01 Jan 1990 00:00:00 GMT", last.lower(), "*"):
+            for rng in ("bytes=0-9", "bytes=100000-"):  # an unsatisfiable range is not a 416 either
+                with self.subTest(if_range=validator, range=rng):
+                    res = self.get("/", {"Range": rng, "If-Range": validator})
+                    self.assertEqual((res.status, res.body), (200, self.index), res)
+                    self.assertIsNone(res.header("Content-Range"), res)
 
     def test_head_on_a_file_has_headers_and_no_body(self):
         with self.srv.connect() as c:
@@ -1249,6 +1467,44 @@ class Https(unittest.TestCase):
         with self.srv.connect(tls_context=ctx, server_hostname="localhost") as c:
             c.send(build_request("GET", "/healthz", close=True))
             self.assertEqual(c.read_response().status, 200)
+
+    def test_a_tls_handshake_that_never_completes_is_dropped_after_10_s_while_others_are_served(self):
+        # The header and idle timeouts are set far past 10 s, so only the handshake's
+        # own limit (server_options::handshake_timeout, 10 s) can end these.
+        with Server("--tls-cert", self.cert, "--tls-key", self.key,
+                    "--header-timeout-ms", "60000", "--idle-timeout-ms", "60000") as srv:
+            # A ClientHello's record header and the start of its body, promising 512 bytes.
+            partial_hello = bytes.fromhex("1603010200" "010001fc0303") + b"\x11" * 20
+            stalled = []
+            for first in (b"", partial_hello):
+                c = srv.connect(timeout=30)
+                if first:
+                    c.send(first)
+                stalled.append((c, time.monotonic()))
+            try:
+                # Meanwhile the server serves others.
+                ctx = ssl.create_default_context(cafile=self.cert)
+                with srv.connect(tls_context=ctx, server_hostname="localhost") as ok:
+                    ok.send(build_request("GET", "/healthz", close=True))
+                    self.assertEqual(ok.read_response().status, 200)
+                for c, start in stalled:
+                    try:
+                        data = c.read_until_close(25.0)
+                    except TimeoutError:
+                        self.fail("a stalled TLS handshake is still open after 25 s")
+                    took = time.monotonic() - start
+                    self.assertEqual(data, b"", "nothing is sent to a client whose handshake never ended")
+                    self.assertGreater(took, 9.0)
+                    self.assertLess(took, 16.0)  # 10 s and a margin for a loaded machine
+            finally:
+                for c, _ in stalled:
+                    c.close()
+            with srv.connect(tls_context=ctx, server_hostname="localhost") as ok:
+                ok.send(build_request("GET", "/healthz", close=True))
+                self.assertEqual(ok.read_response().status, 200)
+            self.assertEqual(srv.stop(), 0, srv.output())
+            # A failed handshake is logged at debug level only.
+            self.assertEqual([l for l in srv.stderr_lines if " info " not in l], [], srv.output())
 
 
 if __name__ == "__main__":

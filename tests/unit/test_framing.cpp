@@ -63,6 +63,33 @@ TEST_CASE("framing: a target over the limit is 414, even before the line ends", 
     CHECK(scan("GET /" + std::string(99, 'a') + " HTTP/1.1\r\nHost: a\r\n\r\n", l).state == header_scan::complete);
 }
 
+TEST_CASE("framing: a line over its limit before its first space is a 400, not a 414", "[framing]")
+{
+    header_limits l;
+    l.target_limit = 100; // the line's limit: 132
+    for (auto line : {std::string(200, 'M'), std::string(200, 'M') + " /x HTTP/1.1\r\n"})
+    {
+        auto r = scan(line, l);
+        REQUIRE(r.state == header_scan::rejected);
+        CHECK(r.error->status == http::status::bad_request);
+        CHECK(r.error->detail == "request line too long");
+    }
+    CHECK(scan(std::string(100, 'M'), l).state == header_scan::incomplete);
+}
+
+TEST_CASE("framing: a major version other than 1 is 505 as soon as the line ends", "[framing]")
+{
+    for (auto v : {"HTTP/2.0", "HTTP/0.9", "HTTP/3.1"})
+    {
+        auto r = scan(std::string{"GET / "} + v + "\r\n");
+        INFO(v);
+        REQUIRE(r.state == header_scan::rejected);
+        CHECK(r.error->status == http::status::http_version_not_supported);
+    }
+    for (auto v : {"HTTP/1.0", "HTTP/1.1", "HTTP/1.2"})
+        CHECK(scan(std::string{"GET / "} + v + "\r\nHost: a\r\n\r\n").state == header_scan::complete);
+}
+
 TEST_CASE("framing: header fields over the limit are 431", "[framing]")
 {
     header_limits l;

@@ -219,6 +219,34 @@ TEST_CASE("request reader: a request line that cannot be valid is refused before
     }
 }
 
+TEST_CASE("request reader: HTTP/1.2 is read as HTTP/1.1, another major version is 505 at once", "[reader]")
+{
+    for (auto minor : {'2', '9'})
+    {
+        reading_fixture f;
+        f.send(std::string{"GET /v HTTP/1."} + minor + "\r\nHost: x\r\nX-Request-Id: v1\r\n\r\n");
+        auto r = f.read();
+        REQUIRE(r.has_value());
+        CHECK(r->message.version() == 11);
+        CHECK(r->message.target() == "/v");
+        CHECK(r->id == "v1");
+    }
+    {
+        reading_fixture f; // as HTTP/1.1, it needs its Host
+        f.send("GET /v HTTP/1.2\r\n\r\n");
+        CHECK(answer_of(f.read()) == http::status::bad_request);
+    }
+    for (auto version : {"HTTP/2.0", "HTTP/0.9"})
+    {
+        reader_options o;
+        o.header_timeout = 10s; // were the header waited for, run_sync's 5 s bound would fail the test
+        reading_fixture f{o};
+        f.send(std::string{"GET /v "} + version + "\r\n");
+        INFO(version);
+        CHECK(answer_of(f.read()) == http::status::http_version_not_supported);
+    }
+}
+
 TEST_CASE("request reader: Expect 100-continue is answered before the body is read", "[reader]")
 {
     reading_fixture f;
