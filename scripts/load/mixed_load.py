@@ -132,7 +132,8 @@ class Client:
             writer.close()
 
     async def external(self):
-        await self.keepalive("external", lambda: [(request("GET", "/api/external", self.authority), {200})])
+        # 502: the soak runs the built-in upstream with --upstream-fail-rate.
+        await self.keepalive("external", lambda: [(request("GET", "/api/external", self.authority), {200, 502})])
 
     async def events(self):
         while time.monotonic() < self.until:

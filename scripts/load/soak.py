@@ -3,7 +3,9 @@
 
 usage: soak.py --server BINARY --www DIR [--minutes M] [--connections N] [--threads N] [--db URL] [--threaded] [--sanitized] [-- SERVER ARGS]
 
-Starts the server on a free port (two threads unless told, no access log), fills the upstream
+Starts the server on a free port (two threads unless told, no access log, the built-in
+upstream failing a tenth of its answers with --upstream-fail-rate 0.1: a 500, a body
+that is not JSON or one cut short, which the load's external calls get as 502s), fills the upstream
 client's connection pool so that it is part of the baseline, takes the baseline
 (descriptors, RSS), runs the load for M minutes while sampling every 5 s (RSS, open
 descriptors, one /healthz round trip on a new connection), then stops the load and
@@ -101,7 +103,8 @@ def main():
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
     env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
     srv = subprocess.Popen([args.server, "--port", "0", "--threads", str(args.threads), "--access-log", "off", "--log-level", "warn",
-                            "--www", args.www, "--shutdown-timeout-ms", "5000", "--db", args.db] + args.server_args,
+                            "--www", args.www, "--shutdown-timeout-ms", "5000", "--db", args.db,
+                            "--upstream-fail-rate", "0.1"] + args.server_args,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     stderr_lines = []
     threading.Thread(target=lambda: stderr_lines.extend(srv.stderr), daemon=True).start()

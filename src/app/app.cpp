@@ -16,6 +16,7 @@
 #include <coroute/static_files.hpp>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 
@@ -75,7 +76,7 @@ demo_app::demo_app(asio::any_io_executor ex, const app_options& cfg, std::shared
     copts.max_idle_per_host = cfg.upstream_pool;
     if (cfg.upstream.empty())
     {
-        impl_->upstream = std::make_unique<builtin_upstream>(impl_->ex, cfg.upstream_latency);
+        impl_->upstream = std::make_unique<builtin_upstream>(impl_->ex, cfg.upstream_latency, cfg.upstream_fail_rate);
         impl_->upstream_url = impl_->upstream->url();
         copts.tls = impl_->upstream->client_tls(); // trusts that certificate and nothing else
         if (!cfg.upstream_cert_out.empty())
@@ -141,6 +142,12 @@ std::vector<std::string> demo_app::banner() const
                     std::to_string(cfg.upstream_latency.count()) + " ms latency";
         if (!cfg.upstream_cert_out.empty())
             upstream += ", certificate in " + cfg.upstream_cert_out;
+        if (cfg.upstream_fail_rate > 0)
+        {
+            char share[32];
+            std::snprintf(share, sizeof share, "%g", cfg.upstream_fail_rate * 100);
+            upstream += std::string{", "} + share + " % of answers are faults (--upstream-fail-rate)";
+        }
         upstream += ")";
     }
     else if (impl_->upstream_url.starts_with("http://"))

@@ -34,6 +34,7 @@ struct app_options
     std::string upstream_cert_out; ///< where to write the built-in upstream's certificate (PEM)
     std::chrono::milliseconds upstream_timeout{5'000};
     std::chrono::milliseconds upstream_latency{100}; ///< the built-in upstream's answer time
+    double upstream_fail_rate = 0;                   ///< the built-in upstream's share of faults, 0 to 1
     std::size_t upstream_pool = 128;                 ///< idle connections kept per host; 0: none
     offload_options offload;    ///< the pool of /api/cpu, /api/blocking and the jobs' CPU work
     job_options jobs;           ///< the /api/jobs group's bounds

@@ -3,6 +3,7 @@
 #include <coroute/problem.hpp>
 #include <coroute/router.hpp>
 #include <coroute/server.hpp>
+#include <coroute/streaming.hpp>
 #include <coroute/tls.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -11,6 +12,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
+
+#include <random>
 
 namespace coroute::app {
 
@@ -39,9 +42,42 @@ asio::awaitable<void> wait_latency(const request& req, std::chrono::milliseconds
     co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
 }
 
-asio::awaitable<response> get_todo(std::chrono::milliseconds latency, request& req)
+asio::awaitable<void> cut_body(body_writer& out)
+{
+    auto ec = co_await out.write(R"({"userId": 1, "id": )");
+    if (!ec)
+        out.abort();
+}
+
+// One of the three faults, when this answer draws one at `rate`.
+std::optional<response> fault(double rate)
+{
+    if (rate <= 0)
+        return std::nullopt;
+    thread_local std::minstd_rand rng{std::random_device{}()};
+    if (std::uniform_real_distribution<double>{0, 1}(rng) >= rate)
+        return std::nullopt;
+    switch (rng() % 3)
+    {
+    case 0:
+        return problem(http::status::internal_server_error, "the built-in upstream failed on purpose (--upstream-fail-rate)");
+    case 1:
+        return make_response(http::status::ok, "text/plain", "not JSON, on purpose (--upstream-fail-rate)");
+    default:
+    {
+        response res{http::status::ok, 11};
+        res.set(http::field::content_type, "application/json");
+        res.stream(&cut_body, 64); // declares 64 bytes, sends 20, then closes
+        return res;
+    }
+    }
+}
+
+asio::awaitable<response> get_todo(std::chrono::milliseconds latency, double fail_rate, request& req)
 {
     co_await wait_latency(req, latency);
+    if (auto f = fault(fail_rate))
+        co_return std::move(*f);
     auto id = req.param_as<std::uint64_t>("id");
     if (!id || *id < 1 || *id > 200)
         co_return problem(http::status::not_found, "no todo " + std::string{req.param("id").value_or("")});
@@ -67,11 +103,12 @@ struct builtin_upstream::impl
     unsigned short port = 0;
 };
 
-builtin_upstream::builtin_upstream(asio::any_io_executor ex, std::chrono::milliseconds latency)
+builtin_upstream::builtin_upstream(asio::any_io_executor ex, std::chrono::milliseconds latency, double fail_rate)
     : impl_(std::make_unique<impl>())
 {
     impl_->routes->get("/todos", [latency](request& req) { return list_todos(latency, req); });
-    impl_->routes->get("/todos/{id}", [latency](request& req) { return get_todo(latency, req); });
+    impl_->routes->get("/todos/{id}",
+                       [latency, fail_rate](request& req) { return get_todo(latency, fail_rate, req); });
     server_options opts;
     opts.tls = make_server_tls_context(impl_->identity);
     opts.log = std::make_shared<logger>(log_level::warn, false);

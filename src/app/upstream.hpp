@@ -15,12 +15,15 @@ namespace coroute::app {
 
 /// Serves `GET /todos` and `GET /todos/{id}` (`{"userId":…,"id":…,"title":…,"completed":…}`)
 /// over HTTPS on 127.0.0.1 and a free port, with a P-256 certificate made at start-up.
-/// Each answer waits `latency` (or `?delay_ms=`), like a remote API would.
+/// Each answer waits `latency` (or `?delay_ms=`), like a remote API would. A share
+/// `fail_rate` (0 to 1) of the answers are faults instead, for soaks and for trying the
+/// external call's errors: a 500, a 200 that is not JSON, or a body cut after a few
+/// bytes (its connection then closes), a third of the faults each.
 class builtin_upstream
 {
 public:
     /// Starts listening at once; throws when it cannot.
-    builtin_upstream(asio::any_io_executor ex, std::chrono::milliseconds latency);
+    builtin_upstream(asio::any_io_executor ex, std::chrono::milliseconds latency, double fail_rate = 0);
     ~builtin_upstream();
 
     /// `https://127.0.0.1:PORT/todos/1`.

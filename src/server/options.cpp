@@ -32,6 +32,17 @@ bool parse_number(std::string_view s, T& out, T min, T max)
     return true;
 }
 
+// A share from 0 to 1.
+bool parse_rate(std::string_view s, double& out)
+{
+    double p = 0;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), p);
+    if (ec != std::errc{} || end != s.data() + s.size() || !(p >= 0 && p <= 1))
+        return false;
+    out = p;
+    return true;
+}
+
 // A browser's serialized origin (RFC 6454): scheme://host[:port], nothing after it.
 // Anything else would never equal an Origin header, and so would allow nothing.
 bool valid_origin(std::string_view o)
@@ -182,14 +193,7 @@ std::vector<option_spec> app_options_specs()
              std::snprintf(buf, sizeof buf, "%g", c.app.db.fail_rate);
              return std::string{buf};
          },
-         [](config& c, std::string_view v) {
-             double p = 0;
-             auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), p);
-             if (ec != std::errc{} || end != v.data() + v.size() || !(p >= 0 && p <= 1))
-                 return false;
-             c.app.db.fail_rate = p;
-             return true;
-         }},
+         [](config& c, std::string_view v) { return parse_rate(v, c.app.db.fail_rate); }},
         {"upstream", "URL", "the external API that /api/external calls; default: a built-in HTTPS upstream",
          [](const config& c) { return c.app.upstream.empty() ? std::string{"built-in"} : c.app.upstream; },
          [](config& c, std::string_view v) {
@@ -210,6 +214,13 @@ std::vector<option_spec> app_options_specs()
          }},
         ms_option("upstream-timeout-ms", "total deadline of one external call (504 past it)", [](auto& c) -> auto& { return c.app.upstream_timeout; }),
         ms_option("upstream-latency-ms", "how long the built-in upstream takes to answer", [](auto& c) -> auto& { return c.app.upstream_latency; }),
+        {"upstream-fail-rate", "P", "share of the built-in upstream's answers that are faults (0 to 1): a 500, not JSON, a cut body",
+         [](const config& c) {
+             char buf[32];
+             std::snprintf(buf, sizeof buf, "%g", c.app.upstream_fail_rate);
+             return std::string{buf};
+         },
+         [](config& c, std::string_view v) { return parse_rate(v, c.app.upstream_fail_rate); }},
         {"upstream-pool", "N", "idle keep-alive connections kept per upstream host; 0: a new one per call",
          [](const config& c) { return std::to_string(c.app.upstream_pool); },
          [](config& c, std::string_view v) { return parse_number<std::size_t>(v, c.app.upstream_pool, 0, 10'000); }},
@@ -420,6 +431,9 @@ parse_result parse_args(int argc, const char* const* argv, const std::function<c
     else if (!r.cfg.app.upstream.empty() && !r.cfg.app.upstream_cert_out.empty())
         r.error = "--upstream-cert-out writes the built-in upstream's certificate, and --upstream replaces that "
                   "upstream; drop one of them";
+    else if (!r.cfg.app.upstream.empty() && r.cfg.app.upstream_fail_rate > 0)
+        r.error = "--upstream-fail-rate makes the built-in upstream fail, and --upstream replaces that upstream; "
+                  "drop one of them";
     return r;
 }
 

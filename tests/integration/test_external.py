@@ -372,6 +372,45 @@ class ExternalRoutes(unittest.TestCase):
             "/chunk-no-crlf": ["malformed chunked body (bad chunk)"],    # data not followed by CRLF
         })
 
+    def test_the_built_in_upstream_told_to_fail_gives_each_fault_as_a_502_and_keeps_serving(self):
+        with Server("--upstream-fail-rate", "1", "--upstream-latency-ms", "0", "--access-log", "off") as s:
+            self.assertIn("100 % of answers are faults (--upstream-fail-rate)", s.stdout_lines[1])
+            seen = set()
+            for _ in range(60):
+                r = s.request("GET", "/api/external")
+                body = self.assertProblem(r, 502)
+                if "answered 500 Internal Server Error" in body["detail"]:
+                    seen.add(("status", "500"))
+                    self.assertEqual(body["phase"], "status")
+                elif "not JSON" in body["detail"]:
+                    seen.add(("body", "not json"))
+                    self.assertEqual(body["phase"], "body")
+                elif "connection closed after 20 of 64 body bytes" in body["detail"]:
+                    seen.add(("body", "cut"))
+                    self.assertEqual(body["phase"], "body")
+                else:
+                    self.fail(body)
+            # A third of the faults each: 60 draws miss one kind with odds of about 1 in 10^10.
+            self.assertEqual(len(seen), 3, seen)
+            self.assertEqual(s.request("GET", "/healthz").status, 200)
+
+    def test_a_partly_failing_built_in_upstream_still_answers_the_rest(self):
+        with Server("--upstream-fail-rate", "0.3", "--upstream-latency-ms", "0", "--access-log", "off") as s:
+            statuses = [s.request("GET", "/api/external").status for _ in range(100)]
+            self.assertLessEqual(set(statuses), {200, 502})
+            # 30 faults expected; both bounds are over 6 standard deviations away.
+            self.assertTrue(5 <= statuses.count(502) <= 60, statuses.count(502))
+            self.assertEqual(s.request("GET", "/healthz").status, 200)
+
+    def test_upstream_fail_rate_is_for_the_built_in_upstream_only(self):
+        s = Server("--upstream", self.upstream.url("/ok"), "--upstream-fail-rate", "0.5")
+        with self.assertRaises(RuntimeError):
+            s.start()
+        for bad in ("-0.1", "1.5", "x", "nan"):
+            with self.subTest(value=bad):
+                with self.assertRaises(RuntimeError):
+                    Server("--upstream-fail-rate", bad).start()
+
     def test_a_bad_upstream_option_is_refused_at_start(self):
         s = Server("--upstream", "ftp://example.com/")
         with self.assertRaises(RuntimeError):
