@@ -154,16 +154,22 @@ class Client:
             finally:
                 writer.close()
 
+    async def ws_handshake(self, reader, writer, kind):
+        """Opens /ws on this connection; False (counted against `kind`) when it is refused."""
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write((f"GET /ws HTTP/1.1\r\nHost: {self.authority}\r\nUpgrade: websocket\r\n"
+                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
+                     .encode())
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+        if not head.startswith(b"HTTP/1.1 101"):
+            self.stats.bad(kind, f"handshake {head[:60]!r}")
+            return False
+        return True
+
     async def ws(self):
         reader, writer = await self.open()
         try:
-            key = base64.b64encode(os.urandom(16)).decode()
-            writer.write((f"GET /ws HTTP/1.1\r\nHost: {self.authority}\r\nUpgrade: websocket\r\n"
-                          f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
-                         .encode())
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
-            if not head.startswith(b"HTTP/1.1 101"):
-                self.stats.bad("ws", f"handshake {head[:60]!r}")
+            if not await self.ws_handshake(reader, writer, "ws"):
                 return
             n = 0
             while time.monotonic() < self.until:
@@ -258,13 +264,7 @@ class Client:
             return b0 & 0x0F, await reader.readexactly(length)
 
         try:
-            key = base64.b64encode(os.urandom(16)).decode()
-            writer.write((f"GET /ws HTTP/1.1\r\nHost: {self.authority}\r\nUpgrade: websocket\r\n"
-                          f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
-                         .encode())
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
-            if not head.startswith(b"HTTP/1.1 101"):
-                self.stats.bad("ws_feed", f"handshake {head[:60]!r}")
+            if not await self.ws_handshake(reader, writer, "ws_feed"):
                 return False
             for topic in ("items", "jobs"):
                 send({"op": "subscribe", "topic": topic})
