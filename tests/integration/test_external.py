@@ -374,7 +374,8 @@ class ExternalRoutes(unittest.TestCase):
 
     def test_the_built_in_upstream_told_to_fail_gives_each_fault_as_a_502_and_keeps_serving(self):
         with Server("--upstream-fail-rate", "1", "--upstream-latency-ms", "0", "--access-log", "off") as s:
-            self.assertIn("100 % of answers are faults (--upstream-fail-rate)", s.stdout_lines[1])
+            banner = s.wait_for_stdout(lambda l: l.startswith("upstream: "))
+            self.assertIn("100 % of answers are faults (--upstream-fail-rate)", banner or "", s.output())
             seen = set()
             for _ in range(60):
                 r = s.request("GET", "/api/external")
