@@ -159,6 +159,7 @@ pg_database::pg_database(asio::any_io_executor ex, db_options opts, std::shared_
 
 pg_database::~pg_database()
 {
+    blocking_.stop();
     blocking_.join();
 }
 
@@ -192,7 +193,9 @@ asio::awaitable<void> pg_database::stop()
         queue_.clear();
     }
     asio::dispatch(listen_strand_, [self = shared_from_this()] { self->listen_stop_.emit(asio::cancellation_type::terminal); });
-    blocking_.stop();
+    // The blocking pool keeps running: a recovery's PQcancel or a connection's start
+    // queued there would otherwise never complete, and its coroutine would hold the
+    // caller's io_context forever. Each of them is short, and ends in a discard now.
     co_return; // the idle connections close here
 }
 
@@ -579,6 +582,16 @@ asio::awaitable<void> pg_database::recover(connection_ptr c)
             co_return;
         };
         co_await asio::co_spawn(blocking_, std::move(send), asio::use_awaitable);
+    }
+    bool stopped = false;
+    {
+        std::lock_guard lock{mutex_};
+        stopped = stopped_;
+    }
+    if (stopped)
+    {
+        discard(std::move(c)); // no one will use it again: no need to wait for its drain
+        co_return;
     }
     using namespace asio::experimental::awaitable_operators;
     asio::steady_timer limit{ex_, 5s};

@@ -502,6 +502,29 @@ TEST_CASE("pg_database: on a loop of two threads, cancelled queries are recovere
     CHECK(f.stop());
 }
 
+TEST_CASE("pg_database: stopped while cancelled queries recover, it leaves nothing waiting on the loop", "[pg][.]")
+{
+    // The stop comes as the recoveries send PQcancel on the blocking pool: each must
+    // still complete (and close its connection), or its coroutine holds the loop.
+    pg_fixture f{"unit_stop_recovering", pool_of(4), nullptr, 2};
+    admin a;
+    std::vector<asio::cancellation_signal> signals(4);
+    std::vector<std::future<std::pair<db_result<std::vector<item>>, bool>>> slow;
+    for (auto& s : signals)
+    {
+        auto strand = asio::make_strand(f.context());
+        slow.push_back(asio::co_spawn(strand, query_as_caller(f.db, 2000ms),
+                                      asio::bind_cancellation_slot(s.slot(), asio::use_future)));
+    }
+    REQUIRE(eventually([&] { return a.coroute_backends(f.dbname, sleeping) == 4; }, 3s));
+    for (auto& s : signals)
+        f.cancel(s);
+    for (auto& q : slow)
+        REQUIRE(q.wait_for(3s) == std::future_status::ready);
+    CHECK(f.stop());
+    CHECK(eventually([&] { return a.coroute_backends(f.dbname) == 0; }, 3s));
+}
+
 TEST_CASE("pg_database: a cancelled write is not applied and the connection serves again", "[pg][.]")
 {
     pg_fixture f{"unit_cancel_write", pool_of(1)};
