@@ -459,6 +459,25 @@ TEST_CASE("pg_database: a cancelled query ends at once, is cancelled on the serv
     CHECK(f.stop());
 }
 
+namespace {
+
+// One 2 s query per signal, each on a strand of its own as the server's requests are,
+// cancelled through its signal.
+std::vector<std::future<std::pair<db_result<std::vector<item>>, bool>>>
+spawn_slow_queries(pg_fixture& f, std::vector<asio::cancellation_signal>& signals)
+{
+    std::vector<std::future<std::pair<db_result<std::vector<item>>, bool>>> slow;
+    for (auto& s : signals)
+    {
+        auto strand = asio::make_strand(f.context());
+        slow.push_back(asio::co_spawn(strand, query_as_caller(f.db, 2000ms),
+                                      asio::bind_cancellation_slot(s.slot(), asio::use_future)));
+    }
+    return slow;
+}
+
+} // namespace
+
 TEST_CASE("pg_database: on a loop of two threads, cancelled queries are recovered and their connections serve again",
           "[pg][.]")
 {
@@ -470,14 +489,7 @@ TEST_CASE("pg_database: on a loop of two threads, cancelled queries are recovere
     for (int round = 0; round < 15; ++round)
     {
         std::vector<asio::cancellation_signal> signals(4);
-        std::vector<std::future<std::pair<db_result<std::vector<item>>, bool>>> slow;
-        for (auto& s : signals)
-        {
-            // Each on a strand of its own, as the server's requests are.
-            auto strand = asio::make_strand(f.context());
-            slow.push_back(asio::co_spawn(strand, query_as_caller(f.db, 2000ms),
-                                          asio::bind_cancellation_slot(s.slot(), asio::use_future)));
-        }
+        auto slow = spawn_slow_queries(f, signals);
         REQUIRE(eventually([&] { return a.coroute_backends(f.dbname, sleeping) == 4; }, 3s));
         for (auto& s : signals)
             f.cancel(s);
@@ -509,13 +521,7 @@ TEST_CASE("pg_database: stopped while cancelled queries recover, it leaves nothi
     pg_fixture f{"unit_stop_recovering", pool_of(4), nullptr, 2};
     admin a;
     std::vector<asio::cancellation_signal> signals(4);
-    std::vector<std::future<std::pair<db_result<std::vector<item>>, bool>>> slow;
-    for (auto& s : signals)
-    {
-        auto strand = asio::make_strand(f.context());
-        slow.push_back(asio::co_spawn(strand, query_as_caller(f.db, 2000ms),
-                                      asio::bind_cancellation_slot(s.slot(), asio::use_future)));
-    }
+    auto slow = spawn_slow_queries(f, signals);
     REQUIRE(eventually([&] { return a.coroute_backends(f.dbname, sleeping) == 4; }, 3s));
     for (auto& s : signals)
         f.cancel(s);
